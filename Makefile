@@ -1,0 +1,42 @@
+# The course's commands. `make lab` and `make test` set everything up on a fresh machine.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed
+NB00   := notebooks/00_welcome_and_setup.ipynb
+LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
+PYTEST_NB := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
+             --nbval-sanitize-with jupyter_config/nbval_sanitize.cfg
+
+.PHONY: setup lab test test-fast execute student bench clean
+
+# The virtual environment, rebuilt when the package's requirements change.
+$(STAMP): pyproject.toml jupyter_config/lab/overrides.json
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	mkdir -p $(LAB_SETTINGS) && cp jupyter_config/lab/overrides.json $(LAB_SETTINGS)/overrides.json
+	touch $(STAMP)
+
+setup: $(STAMP)
+
+lab: $(STAMP)
+	$(BIN)/jupyter lab --config=jupyter_config/jupyter_server_config.py $(NB00)
+
+test: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks $(PYTEST_NB)
+
+# Unit and property tests only (no notebooks): the quick loop while developing.
+test-fast: $(STAMP)
+	MPLBACKEND=Agg $(BIN)/python -m pytest tests -p no:nbval -x -q
+
+execute: $(STAMP)
+	$(BIN)/python tools/execute_notebooks.py notebooks/[0-9]*.ipynb
+
+student: $(STAMP)
+	$(BIN)/python tools/make_student.py notebooks student
+
+bench: $(STAMP)
+	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done
+
+clean:
+	rm -rf student .pytest_cache .hypothesis

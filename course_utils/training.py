@@ -1,0 +1,286 @@
+"""One training loop for every task in the course, plus seeding, device choice and checkpoints.
+
+Only the model and the loss change between a classifier, a segmenter and a detector:
+
+* ``loss_fn(outputs, targets)`` for models that map inputs to outputs (classification,
+  segmentation), or
+* ``loss_fn=None`` for models that compute their own losses from ``model(inputs, targets)``
+  and return a dict of them (torchvision's detectors); the losses are summed.
+
+A batch is ``(inputs, targets)``; tensors (also inside lists and dicts) are moved to the device.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import pickle
+import random
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+from tqdm.auto import tqdm
+
+from .validation import check_positive_int
+
+__all__ = ["seed_everything", "get_device", "fit", "save_checkpoint", "load_checkpoint", "to_device"]
+
+LossFn = Callable[[Any, Any], Tensor]
+MetricFn = Callable[[Any, Any], float]
+
+
+def seed_everything(seed: int) -> int:
+    """Seed Python's, NumPy's and PyTorch's (CPU and CUDA) random generators; return the seed."""
+    seed = check_positive_int(seed, "seed", allow_zero=True)
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return seed
+
+
+def get_device(prefer: str | None = None) -> torch.device:
+    """The device to compute on: CUDA when present, else the CPU.
+
+    ``prefer="cpu"`` forces the CPU; ``prefer="cuda"`` raises if no GPU is available.
+    """
+    if prefer not in (None, "cpu", "cuda"):
+        raise ValueError(f"prefer must be None, 'cpu' or 'cuda', got {prefer!r}")
+    if prefer == "cuda" and not torch.cuda.is_available():
+        raise ValueError("prefer='cuda' but no CUDA device is available on this machine")
+    if prefer == "cpu" or not torch.cuda.is_available():
+        return torch.device("cpu")
+    return torch.device("cuda")
+
+
+def to_device(obj: Any, device: torch.device | str) -> Any:
+    """Move tensors to ``device``, recursing into lists, tuples and dicts."""
+    if isinstance(obj, Tensor):
+        return obj.to(device)
+    if isinstance(obj, Mapping):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj
+
+
+# --------------------------------------------------------------------------- checkpoints
+
+
+def _checkpoint_path(path: str | os.PathLike, name: str = "path") -> Path:
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"{name} {str(path)!r} is a folder; give a file name such as {str(path / 'model.pt')!r}")
+    return path
+
+
+def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
+    """Save a dict of tensors/state dicts atomically: write a temporary file, then rename it.
+
+    A crash while saving never leaves a half-written checkpoint at ``path``.
+    """
+    if not isinstance(state, Mapping):
+        raise TypeError(f"state must be a dict, got {type(state).__name__}")
+    path = _checkpoint_path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(dict(state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Load a checkpoint written by :func:`save_checkpoint` (``weights_only=True``: no code runs)."""
+    path = _checkpoint_path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
+    try:
+        state = torch.load(path, map_location=map_location, weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+        raise ValueError(f"{str(path)!r} is not a readable checkpoint (corrupt or not written by torch.save): {exc}") from None
+    if not isinstance(state, dict):
+        raise ValueError(f"{str(path)!r} holds a {type(state).__name__}, expected a checkpoint dict")
+    return state
+
+
+def _rng_state(loaders: Iterable[Any]) -> dict[str, Any]:
+    """Every random state that decides the next epoch (shuffling, dropout, augmentation)."""
+    np_state = np.random.get_state()
+    state: dict[str, Any] = {
+        "python": random.getstate(),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), *np_state[2:]),
+        "torch": torch.get_rng_state(),
+        "loaders": [g.get_state() if isinstance(g := getattr(dl, "generator", None), torch.Generator) else None for dl in loaders],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def _set_rng_state(state: Mapping[str, Any], loaders: Iterable[Any]) -> None:
+    random.setstate(state["python"])
+    name, keys, *rest = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), *rest))
+    torch.set_rng_state(state["torch"])
+    for dl, g_state in zip(loaders, state["loaders"]):
+        if g_state is not None:
+            dl.generator.set_state(g_state)
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+# --------------------------------------------------------------------------- the loop
+
+
+def _batch_loss(model: nn.Module, batch: Any, loss_fn: LossFn | None, device: torch.device) -> tuple[Tensor, Any, Any]:
+    """The loss of one batch, plus the outputs and targets (for metrics)."""
+    if not isinstance(batch, (list, tuple)) or len(batch) != 2:
+        raise ValueError("each batch must be a pair (inputs, targets)")
+    inputs, targets = to_device(batch, device)
+    if loss_fn is None:
+        losses = model(inputs, targets)
+        if not isinstance(losses, Mapping):
+            raise TypeError("with loss_fn=None the model must return a dict of losses (as torchvision detectors do)")
+        return sum(losses.values()), None, targets
+    outputs = model(inputs)
+    return loss_fn(outputs, targets), outputs, targets
+
+
+def _batch_size(inputs: Any) -> int:
+    return inputs.shape[0] if isinstance(inputs, Tensor) else len(inputs)
+
+
+def _run_epoch(model, loader, loss_fn, device, optimizer=None, metrics=None, desc="") -> dict[str, float]:
+    """One pass over ``loader``; trains when an optimizer is given. Returns sample-weighted means."""
+    training = optimizer is not None
+    totals: dict[str, float] = {}
+    seen = 0
+    with torch.set_grad_enabled(training):
+        for batch in tqdm(loader, desc=desc, leave=False, disable=None):
+            loss, outputs, targets = _batch_loss(model, batch, loss_fn, device)
+            if not torch.isfinite(loss):
+                raise FloatingPointError(f"the loss became {loss.item()} ({desc}); lower the learning rate")
+            if training:
+                optimizer.zero_grad(set_to_none=True)
+                loss.backward()
+                optimizer.step()
+            n = _batch_size(batch[0])
+            seen += n
+            totals["loss"] = totals.get("loss", 0.0) + loss.item() * n
+            for name, fn in (metrics or {}).items():
+                totals[name] = totals.get(name, 0.0) + float(fn(outputs, targets)) * n
+    if seen == 0:
+        raise ValueError(f"the {desc or 'data'} loader yielded no batches")
+    return {k: v / seen for k, v in totals.items()}
+
+
+def fit(
+    model: nn.Module,
+    train_loader: Iterable,
+    loss_fn: LossFn | None,
+    optimizer: torch.optim.Optimizer,
+    epochs: int,
+    *,
+    val_loader: Iterable | None = None,
+    metrics: Mapping[str, MetricFn] | None = None,
+    scheduler: Any = None,
+    device: torch.device | str | None = None,
+    early_stopping_patience: int | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
+    resume: bool = False,
+    progress: bool = True,
+) -> dict[str, list[float]]:
+    """Train ``model`` for up to ``epochs`` epochs and return its history.
+
+    Args:
+        loss_fn: ``loss_fn(outputs, targets) -> scalar``, or ``None`` when ``model(inputs, targets)``
+            returns a dict of losses (torchvision detectors).
+        metrics: ``{name: fn(outputs, targets) -> float}`` computed on ``val_loader`` batches.
+        scheduler: stepped once per epoch (after validation).
+        early_stopping_patience: stop after this many epochs without a lower monitored loss
+            (``val_loss`` if there is a validation loader, else ``train_loss``).
+        checkpoint_path: model, optimizer, scheduler, history and random states are saved there
+            after every epoch. With ``resume=True`` an existing checkpoint is loaded first and
+            training goes on where it stopped, giving the same result as an uninterrupted run.
+
+    Returns:
+        ``{"epoch": [...], "train_loss": [...], "val_loss": [...], "val_<metric>": [...]}``.
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    if not isinstance(optimizer, torch.optim.Optimizer):
+        raise TypeError(f"optimizer must be a torch.optim.Optimizer, got {type(optimizer).__name__}")
+    if loss_fn is not None and not callable(loss_fn):
+        raise TypeError("loss_fn must be callable or None")
+    epochs = check_positive_int(epochs, "epochs")
+    if early_stopping_patience is not None:
+        early_stopping_patience = check_positive_int(early_stopping_patience, "early_stopping_patience")
+    if metrics and (loss_fn is None or val_loader is None):
+        raise ValueError("metrics need a val_loader and a loss_fn (they are computed on the model's outputs)")
+    if resume and checkpoint_path is None:
+        raise ValueError("resume=True needs a checkpoint_path")
+    if checkpoint_path is not None:
+        checkpoint_path = _checkpoint_path(checkpoint_path, "checkpoint_path")
+    device = torch.device(device) if device is not None else get_device()
+    model.to(device)
+    loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
+
+    history: dict[str, list[float]] = {"epoch": [], "train_loss": []}
+    start = 0
+    if resume and checkpoint_path.exists():
+        state = load_checkpoint(checkpoint_path, map_location=device)
+        model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if scheduler is not None and state.get("scheduler") is not None:
+            scheduler.load_state_dict(state["scheduler"])
+        history = {k: list(v) for k, v in state["history"].items()}
+        _set_rng_state(state["rng"], loaders)
+        start = len(history["epoch"])
+
+    monitor = "val_loss" if val_loader is not None else "train_loss"
+    best = min(history.get(monitor, []), default=math.inf)
+    since_best = 0 if not history["epoch"] else len(history[monitor]) - 1 - int(np.argmin(history[monitor]))
+    bar = tqdm(range(start, epochs), desc="epochs", disable=None if progress else True, initial=start, total=epochs)
+    for epoch in bar:
+        if early_stopping_patience is not None and since_best >= early_stopping_patience:
+            break
+        model.train()
+        train = _run_epoch(model, train_loader, loss_fn, device, optimizer=optimizer, desc=f"train {epoch + 1}")
+        history["epoch"].append(epoch + 1)
+        history["train_loss"].append(train["loss"])
+        if val_loader is not None:
+            model.eval()
+            val = _run_epoch(model, val_loader, loss_fn, device, metrics=metrics, desc=f"val {epoch + 1}")
+            for name, value in val.items():
+                history.setdefault(f"val_{name}", []).append(value)
+        if scheduler is not None:
+            scheduler.step()
+        current = history[monitor][-1]
+        best, since_best = (current, 0) if current < best else (best, since_best + 1)
+        bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items() if k != "epoch"})
+        if checkpoint_path is not None:
+            save_checkpoint(
+                {
+                    "model": model.state_dict(),
+                    "optimizer": optimizer.state_dict(),
+                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                    "history": history,
+                    "rng": _rng_state(loaders),
+                },
+                checkpoint_path,
+            )
+    model.eval()
+    return history
