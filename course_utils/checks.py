@@ -55,8 +55,8 @@ def _same(answer: Any, expected: Any, atol: float) -> bool:
     return answer == expected
 
 
-def run_cases(student_fn: Callable, cases: Sequence[Case], name: str, atol: float = 1e-4) -> int:
-    """Run every case; print a summary when all pass, else raise :class:`CheckFailed`. Returns the count."""
+def run_cases(student_fn: Callable, cases: Sequence[Case], name: str, atol: float = 1e-4) -> None:
+    """Run every case; print a summary when all pass, else raise :class:`CheckFailed`."""
     if not callable(student_fn):
         raise TypeError(f"pass your function itself (e.g. check(my_{name})), got {type(student_fn).__name__}")
     for case in cases:
@@ -74,7 +74,6 @@ def run_cases(student_fn: Callable, cases: Sequence[Case], name: str, atol: floa
                 f"{name} is wrong on case: {case.description}\n  your answer: {_fmt(answer)}\n  expected:    {_fmt(case.expected)}{hint}"
             )
     print(f"✅ {name}: all {len(cases)} cases pass")
-    return len(cases)
 
 
 def _mask(h: int, w: int, pixels: Sequence[tuple[int, int]]) -> torch.Tensor:
@@ -84,7 +83,7 @@ def _mask(h: int, w: int, pixels: Sequence[tuple[int, int]]) -> torch.Tensor:
     return mask
 
 
-def check_mask_to_box(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> int:
+def check_mask_to_box(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
     """Notebook 00's warm-up: the tight xyxy box (pixel edges) of one ``[H, W]`` mask."""
     edge = "x2 and y2 are pixel *edges*: a mask covering columns 3..7 has x1 = 3 and x2 = 8."
     fixed = [
@@ -99,4 +98,4 @@ def check_mask_to_box(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> int
         mask = (torch.rand((20, 30), generator=generator) > 0.97).to(torch.uint8)
         mask[int(torch.randint(20, (1,), generator=generator)), int(torch.randint(30, (1,), generator=generator))] = 1
         cases.append(Case(f"random mask #{i + 1}", (mask,), masks_to_boxes(mask[None])[0], edge))
-    return run_cases(student_fn, cases, "mask_to_box")
+    run_cases(student_fn, cases, "mask_to_box")
