@@ -8,7 +8,7 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 PYTEST_NB := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
              --nbval-sanitize-with jupyter_config/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-fast execute student bench clean
+.PHONY: setup lab test test-fast execute student bench weights clean
 
 # The virtual environment, rebuilt when the package's requirements change.
 $(STAMP): pyproject.toml jupyter_config/lab/overrides.json
@@ -34,6 +34,10 @@ execute: $(STAMP)
 
 student: $(STAMP)
 	$(BIN)/python tools/make_student.py notebooks student
+
+# Retrain every model of the zoo (data/weights/) with the course's own code and update the manifest.
+weights: $(STAMP)
+	$(BIN)/python -m course_utils.zoo train --all
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

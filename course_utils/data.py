@@ -32,7 +32,10 @@ __all__ = [
     "SHAPES",
     "DIGITS",
     "ALL_CLASSES",
+    "BACKGROUNDS",
     "SyntheticScenes",
+    "SceneClassification",
+    "SpuriousScenes",
     "make_scene",
     "masks_to_boxes",
     "collate_detection",
@@ -80,11 +83,27 @@ def _shape_mask(name: str, size: int, rng: np.random.Generator) -> np.ndarray:
     raise ValueError(f"unknown shape {name!r}")
 
 
-def _background(size: int, rng: np.random.Generator) -> np.ndarray:
-    """A smooth random colour field plus fine grain: float32 [H, W, 3] in [0, 1]."""
-    coarse = torch.from_numpy(rng.uniform(0.15, 0.85, size=(1, 3, 4, 4)).astype(np.float32))
-    smooth = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
-    image = smooth[0].permute(1, 2, 0).numpy() * 0.6 + 0.2
+BACKGROUNDS = ("texture", "snow", "grass")
+
+
+def _background(size: int, rng: np.random.Generator, kind: str = "texture") -> np.ndarray:
+    """A background, float32 [H, W, 3] in [0, 1].
+
+    ``texture``: a smooth random colour field plus fine grain (the default);
+    ``snow``: bright, bluish white; ``grass``: green with vertical blades (the spurious cues).
+    """
+    if kind == "texture":
+        coarse = torch.from_numpy(rng.uniform(0.15, 0.85, size=(1, 3, 4, 4)).astype(np.float32))
+        smooth = torch.nn.functional.interpolate(coarse, size=(size, size), mode="bicubic", align_corners=False)
+        image = smooth[0].permute(1, 2, 0).numpy() * 0.6 + 0.2
+    elif kind == "snow":
+        image = np.broadcast_to(np.array([0.86, 0.9, 0.97], dtype=np.float32), (size, size, 3)).copy()
+    elif kind == "grass":
+        blades = rng.uniform(-0.12, 0.12, size=(1, size, 1)).astype(np.float32)
+        image = np.array([0.25, 0.55, 0.2], dtype=np.float32) + blades * np.array([0.5, 1.0, 0.5], dtype=np.float32)
+        image = np.broadcast_to(image, (size, size, 3)).copy()
+    else:
+        raise ValueError(f"background must be one of {BACKGROUNDS}, got {kind!r}")
     image += rng.normal(0.0, 0.04, size=image.shape).astype(np.float32)
     return np.clip(image, 0.0, 1.0)
 
@@ -123,6 +142,7 @@ def make_scene(
     num_objects: tuple[int, int] = (1, 4),
     object_size: tuple[int, int] = (16, 48),
     max_overlap: float = 0.3,
+    background: str = "texture",
     image_id: int = 0,
 ) -> tuple[Tensor, dict[str, Tensor]]:
     """Draw one scene; see the module docstring for the format. Labels are 1 + index in ``classes``.
@@ -132,6 +152,7 @@ def make_scene(
         num_objects: inclusive range of the number of objects.
         object_size: inclusive range of an object's side in pixels.
         max_overlap: largest IoU allowed between a new object's box and an earlier one.
+        background: ``"texture"``, ``"snow"`` or ``"grass"``.
     """
     seed = check_positive_int(seed, "seed", allow_zero=True)
     image_size = check_positive_int(image_size, "image_size")
@@ -143,7 +164,8 @@ def make_scene(
     max_overlap = check_probability(max_overlap, "max_overlap")
 
     rng = np.random.default_rng(seed)
-    image = _background(image_size, rng)
+    # the background has a random stream of its own, so the objects do not depend on its kind
+    image = _background(image_size, np.random.default_rng([seed, 1]), background)
     labels: list[int] = []
     masks: list[np.ndarray] = []
     placed: list[tuple[int, int, int, int]] = []
@@ -158,6 +180,8 @@ def make_scene(
             continue
         class_index = int(rng.integers(len(classes)))
         patch = _shape_mask(classes[class_index], size, rng)
+        if not patch.any():
+            continue  # a glyph only a few pixels wide can vanish; such an object would have no box
         full = np.zeros((image_size, image_size), dtype=bool)
         full[y0 : y0 + size, x0 : x0 + size] = patch
         visible_before = [m & ~full for m in masks]
@@ -235,13 +259,8 @@ class SyntheticScenes(Dataset):
         return self.length
 
     def __getitem__(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
-        if isinstance(index, bool) or not isinstance(index, Integral):
-            raise TypeError(f"index must be an int, got {type(index).__name__}")
-        if not -self.length <= index < self.length:
-            raise IndexError(f"index {index} is out of range for {self.length} scenes")
-        index %= self.length
-        scene_seed = int(np.random.SeedSequence([self.seed, index]).generate_state(1)[0])
-        return make_scene(scene_seed, image_id=index, **self.options)
+        index = _check_index(index, self.length)
+        return make_scene(_scene_seed(self.seed, index), image_id=index, **self.options)
 
 
 def collate_detection(batch: Sequence[tuple[Tensor, dict]]) -> tuple[list[Tensor], list[dict]]:
@@ -332,3 +351,94 @@ def from_coco(coco: dict[str, Any]) -> list[dict[str, Tensor]]:
             target["masks"] = torch.stack([rle_decode(a["segmentation"]) for a in anns])
         targets.append(target)
     return targets
+
+
+def _scene_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def _check_index(index: object, length: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, Integral):
+        raise TypeError(f"index must be an int, got {type(index).__name__}")
+    if not -length <= index < length:
+        raise IndexError(f"index {index} is out of range for {length} scenes")
+    return int(index) % length
+
+
+class SceneClassification(Dataset):
+    """One object per scene, for classifiers: ``dataset[i] = (image, class_index)``.
+
+    ``class_index`` is in ``[0, len(classes))`` (no background class); :meth:`target` gives the
+    full detection target of the same scene (its box lets explanations be scored).
+    """
+
+    def __init__(
+        self,
+        length: int,
+        seed: int = 0,
+        image_size: int = 64,
+        classes: Sequence[str] = SHAPES,
+        object_size: tuple[int, int] = (20, 44),
+        background: str = "texture",
+    ) -> None:
+        self.length = check_positive_int(length, "length")
+        self.seed = check_positive_int(seed, "seed", allow_zero=True)
+        self.classes = _check_classes(classes)
+        self.options = dict(image_size=image_size, classes=self.classes, num_objects=(1, 1), object_size=object_size, background=background)
+        make_scene(0, **self.options)  # validate the options now, not at the first access
+
+    def __len__(self) -> int:
+        return self.length
+
+    def scene(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Scene ``index`` with its full detection target (boxes, masks, …)."""
+        index = _check_index(index, self.length)
+        return make_scene(_scene_seed(self.seed, index), image_id=index, **self.options)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, int]:
+        image, target = self.scene(index)
+        return image, int(target["labels"][0]) - 1
+
+
+class SpuriousScenes(SceneClassification):
+    """Two classes whose background is a shortcut: the "wolf on snow vs husky on grass" story.
+
+    Class 0 appears on snow and class 1 on grass with probability ``correlation``, otherwise the
+    other way round. ``split="test"`` flips the correlation to ``1 - correlation``: a classifier
+    that learned the background instead of the object fails there. The target's ``background``
+    is the index of the scene's background in ``SpuriousScenes.BACKGROUNDS``.
+    """
+
+    BACKGROUNDS = ("snow", "grass")
+
+    def __init__(
+        self,
+        length: int,
+        seed: int = 0,
+        split: str = "train",
+        correlation: float = 0.95,
+        image_size: int = 64,
+        classes: Sequence[str] = ("digit 3", "digit 8"),
+        object_size: tuple[int, int] = (18, 30),
+    ) -> None:
+        if split not in ("train", "test"):
+            raise ValueError(f"split must be 'train' or 'test', got {split!r}")
+        if isinstance(classes, str) or len(classes) != 2:
+            raise ValueError(f"classes must name exactly two classes, got {classes!r}")
+        self.split = split
+        self.correlation = check_probability(correlation, "correlation")
+        super().__init__(length, seed, image_size, classes, object_size, background="snow")
+
+    def scene(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        image, target = super().scene(index)  # drawn on snow
+        label = int(target["labels"][0]) - 1
+        scene_seed = _scene_seed(self.seed, _check_index(index, self.length))
+        p_usual = self.correlation if self.split == "train" else 1.0 - self.correlation
+        usual = np.random.default_rng([scene_seed, 2]).random() < p_usual
+        background = label if usual else 1 - label
+        if background == 1:  # repaint the background as grass, keeping the object's pixels
+            size = image.shape[-1]
+            grass = torch.from_numpy(_background(size, np.random.default_rng([scene_seed, 1]), "grass")).permute(2, 0, 1)
+            image = torch.where(target["masks"].bool().any(0), image, grass)
+        target["background"] = torch.tensor(background, dtype=torch.int64)
+        return image, target

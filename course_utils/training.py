@@ -14,10 +14,8 @@ from __future__ import annotations
 
 import math
 import os
-import pickle
 import random
 import tempfile
-import zipfile
 from pathlib import Path
 from typing import Any, Callable, Iterable, Mapping
 
@@ -95,6 +93,9 @@ def save_checkpoint(state: Mapping[str, Any], path: str | os.PathLike) -> Path:
             torch.save(dict(state), f)
             f.flush()
             os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes the file private; give it the usual mode
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -109,7 +110,9 @@ def load_checkpoint(path: str | os.PathLike, map_location: str | torch.device = 
         raise FileNotFoundError(f"no checkpoint at {str(path)!r}")
     try:
         state = torch.load(path, map_location=map_location, weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, zipfile.BadZipFile, ValueError) as exc:
+    except OSError:
+        raise
+    except Exception as exc:  # corrupt bytes fail in many ways: UnpicklingError, EOFError, IndexError, struct.error...
         raise ValueError(f"{str(path)!r} is not a readable checkpoint (corrupt or not written by torch.save): {exc}") from None
     if not isinstance(state, dict):
         raise ValueError(f"{str(path)!r} holds a {type(state).__name__}, expected a checkpoint dict")

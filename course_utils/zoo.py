@@ -1,0 +1,189 @@
+"""The course's model zoo: small networks trained by the course's own code on its own data.
+
+``load(name)`` returns a trained model from ``data/weights/`` (its sha256 checked against the
+manifest); ``train(name)`` reproduces the checkpoint and records its test metrics in the manifest:
+
+    python -m course_utils.zoo train --all      # what `make weights` runs
+
+Nothing is downloaded.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, Dataset, TensorDataset
+from tqdm.auto import tqdm
+
+from .data import SHAPES, SceneClassification, SpuriousScenes
+from .training import fit, load_checkpoint, save_checkpoint, seed_everything
+
+__all__ = ["SmallCNN", "MODELS", "WEIGHTS_DIR", "load", "train", "evaluate", "materialize", "manifest"]
+
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "weights"
+MANIFEST = "manifest.json"
+
+
+class SmallCNN(nn.Module):
+    """Four conv blocks, global average pooling, one linear layer: a GAP + FC net (CAM applies).
+
+    Input ``[N, 3, H, W]``; ``features`` gives ``[N, 2·width, H/8, W/8]``; output ``[N, num_classes]`` logits.
+    """
+
+    def __init__(self, num_classes: int, width: int = 16) -> None:
+        super().__init__()
+
+        def block(c_in: int, c_out: int, pool: bool) -> list[nn.Module]:
+            layers = [nn.Conv2d(c_in, c_out, 3, padding=1, bias=False), nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+            return layers + ([nn.MaxPool2d(2)] if pool else [])
+
+        self.features = nn.Sequential(
+            *block(3, width, True), *block(width, 2 * width, True), *block(2 * width, 4 * width, True), *block(4 * width, 4 * width, False)
+        )
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.fc = nn.Linear(4 * width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.fc(self.pool(self.features(x)).flatten(1))
+
+
+def materialize(dataset: Dataset, desc: str = "drawing scenes") -> TensorDataset:
+    """Draw every sample once into memory: ``TensorDataset(images [N, 3, H, W], labels [N])``."""
+    images, labels = zip(*(dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False, disable=None)))
+    return TensorDataset(torch.stack(images), torch.tensor(labels, dtype=torch.int64))
+
+
+@torch.no_grad()
+def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> float:
+    """Top-1 accuracy of ``model`` on ``data``."""
+    model.eval()
+    correct = sum(int((model(x).argmax(1) == y).sum()) for x, y in DataLoader(data, batch_size=batch_size))
+    return correct / len(data)
+
+
+@dataclass(frozen=True)
+class ZooModel:
+    """How to build, train and evaluate one zoo model."""
+
+    build: Callable[[], nn.Module]
+    train_set: Callable[[], Dataset]
+    test_sets: dict[str, Callable[[], Dataset]]
+    epochs: int
+    lr: float = 3e-3
+    seed: int = 0
+    description: str = ""
+    classes: tuple[str, ...] = field(default_factory=tuple)
+
+
+MODELS: dict[str, ZooModel] = {
+    "shapes_cnn": ZooModel(
+        build=lambda: SmallCNN(len(SHAPES)),
+        train_set=lambda: SceneClassification(4000, seed=1),
+        test_sets={"test_accuracy": lambda: SceneClassification(1000, seed=2)},
+        epochs=8,
+        description="which shape is in a 64×64 scene (one object on a textured background)",
+        classes=SHAPES,
+    ),
+    "spurious_cnn": ZooModel(
+        build=lambda: SmallCNN(2),
+        train_set=lambda: SpuriousScenes(3000, seed=1, split="train"),
+        test_sets={
+            "test_accuracy_same_backgrounds": lambda: SpuriousScenes(1000, seed=2, split="train"),
+            "test_accuracy_swapped_backgrounds": lambda: SpuriousScenes(1000, seed=3, split="test"),
+        },
+        epochs=6,
+        description="digit 3 vs digit 8, trained where 95% of 3s are on snow and 95% of 8s on grass",
+        classes=("digit 3", "digit 8"),
+    ),
+}
+
+
+def _spec(name: str) -> ZooModel:
+    if name not in MODELS:
+        raise ValueError(f"name must be one of {sorted(MODELS)}, got {name!r}")
+    return MODELS[name]
+
+
+def manifest(weights_dir: Path = WEIGHTS_DIR) -> dict[str, dict]:
+    """The manifest: for each model its file, sha256, metrics and the command that reproduces it."""
+    path = Path(weights_dir) / MANIFEST
+    return json.loads(path.read_text()) if path.exists() else {}
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def load(name: str, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
+    """The trained model ``name`` in eval mode, after checking its checkpoint's sha256."""
+    spec = _spec(name)
+    entry = manifest(weights_dir).get(name)
+    path = Path(weights_dir) / f"{name}.pt"
+    if entry is None or not path.exists():
+        raise FileNotFoundError(f"no trained weights for {name!r} in {weights_dir}; run `make weights`")
+    if _sha256(path) != entry["sha256"]:
+        raise ValueError(f"{path} does not match the sha256 in the manifest; retrain it with `make weights`")
+    model = spec.build()
+    model.load_state_dict(load_checkpoint(path)["model"])
+    return model.eval()
+
+
+def evaluate(name: str, model: nn.Module) -> dict[str, float]:
+    """The model's metrics on each of its test sets."""
+    return {metric: accuracy(model, materialize(make(), desc=metric)) for metric, make in _spec(name).test_sets.items()}
+
+
+def train(name: str, weights_dir: Path = WEIGHTS_DIR, epochs: int | None = None) -> dict[str, float]:
+    """Train ``name`` from scratch (seeded), save its checkpoint and manifest entry; return its metrics."""
+    spec = _spec(name)
+    seed_everything(spec.seed)
+    model = spec.build()
+    train_data = materialize(spec.train_set(), desc=f"{name}: drawing scenes")
+    loader = DataLoader(train_data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(spec.seed))
+    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    n_epochs = epochs or spec.epochs
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_epochs)
+    fit(model, loader, nn.functional.cross_entropy, optimizer, n_epochs, scheduler=scheduler, device="cpu")
+    metrics = evaluate(name, model)
+    weights_dir = Path(weights_dir)
+    path = save_checkpoint({"model": model.state_dict()}, weights_dir / f"{name}.pt")
+    entries = manifest(weights_dir)
+    entries[name] = {
+        "file": path.name,
+        "sha256": _sha256(path),
+        "metrics": {k: round(v, 4) for k, v in metrics.items()},
+        "description": spec.description,
+        "classes": list(spec.classes),
+        "command": f"python -m course_utils.zoo train {name}",
+        "epochs": n_epochs,
+        "torch": torch.__version__.split("+")[0],
+    }
+    (weights_dir / MANIFEST).write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
+    return metrics
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m course_utils.zoo", description=__doc__.split("\n\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    p_train = sub.add_parser("train", help="train zoo models and update data/weights/")
+    p_train.add_argument("names", nargs="*", help=f"models to train: {', '.join(MODELS)}")
+    p_train.add_argument("--all", action="store_true", help="train every model")
+    args = parser.parse_args(argv)
+    names = list(MODELS) if args.all else args.names
+    if not names:
+        parser.error("name a model or pass --all")
+    for name in names:
+        print(f"{name}: {train(name)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
