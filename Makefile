@@ -19,8 +19,9 @@ $(STAMP): pyproject.toml jupyter_config/lab/overrides.json
 
 setup: $(STAMP)
 
+# Jupyter refuses to start as root unless told to (containers often run as root).
 lab: $(STAMP)
-	$(BIN)/jupyter lab --config=jupyter_config/jupyter_server_config.py $(NB00)
+	$(BIN)/jupyter lab --config=jupyter_config/jupyter_server_config.py $(if $(filter 0,$(shell id -u)),--allow-root) $(NB00)
 
 test: $(STAMP)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks $(PYTEST_NB)

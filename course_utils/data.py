@@ -336,6 +336,7 @@ def from_coco(coco: dict[str, Any]) -> list[dict[str, Tensor]]:
         if ann["image_id"] not in by_image:
             raise ValueError(f"annotation {ann.get('id')} refers to unknown image_id {ann['image_id']}")
         by_image[ann["image_id"]].append(ann)
+    with_masks = any("segmentation" in ann for ann in coco["annotations"])
     targets = []
     for img in coco["images"]:
         anns = by_image[img["id"]]
@@ -347,8 +348,9 @@ def from_coco(coco: dict[str, Any]) -> list[dict[str, Tensor]]:
             "iscrowd": torch.tensor([a.get("iscrowd", 0) for a in anns], dtype=torch.int64),
             "image_id": torch.tensor(img["id"], dtype=torch.int64),
         }
-        if anns and all("segmentation" in a for a in anns):
-            target["masks"] = torch.stack([rle_decode(a["segmentation"]) for a in anns])
+        if with_masks:  # every image gets masks, also one without annotations: [0, H, W]
+            masks = [rle_decode(a["segmentation"]) for a in anns]
+            target["masks"] = torch.stack(masks) if masks else torch.zeros((0, img["height"], img["width"]), dtype=torch.uint8)
         targets.append(target)
     return targets
 

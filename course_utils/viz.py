@@ -15,7 +15,7 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from .validation import check_boxes, check_tensor
+from .validation import check_boxes, check_positive_int, check_tensor
 
 __all__ = ["to_numpy_image", "show_image", "draw_boxes", "overlay_masks", "overlay_heatmap", "show_grid", "show_sample"]
 
@@ -94,6 +94,9 @@ def overlay_masks(image: Tensor, masks: Tensor, alpha: float = 0.5, ax: Axes | N
         labels = masks.long()
     else:
         raise ValueError(f"masks must be [N, H, W] or [H, W], got {tuple(masks.shape)}")
+    image = check_tensor(image, "image")
+    if labels.shape != image.shape[-2:]:
+        raise ValueError(f"masks cover {tuple(labels.shape)} pixels but the image is {tuple(image.shape[-2:])}")
     ax = show_image(image, ax)
     colours = np.zeros((int(labels.max()) + 1, 4))
     for k in range(1, len(colours)):
@@ -122,6 +125,7 @@ def show_grid(images: Sequence[Tensor], titles: Sequence[str] | None = None, nco
         raise ValueError("images is empty")
     if titles is not None and len(titles) != len(images):
         raise ValueError(f"titles has {len(titles)} entries for {len(images)} images")
+    ncols = check_positive_int(ncols, "ncols")
     nrows = -(-len(images) // ncols)
     fig, axes = plt.subplots(nrows, ncols, figsize=(size * ncols, size * nrows), squeeze=False)
     for i, ax in enumerate(axes.flat):
