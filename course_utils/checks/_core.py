@@ -29,10 +29,12 @@ class Case:
 
 
 def _fmt(value: Any) -> str:
+    prefix = ""
     if isinstance(value, torch.Tensor):
+        prefix = f"tensor of shape {tuple(value.shape)}: "
         value = value.tolist()
     text = repr(value)
-    return text if len(text) < 120 else text[:117] + "..."
+    return prefix + (text if len(text) < 120 else text[:117] + "...")
 
 
 def _same(answer: Any, expected: Any, atol: float) -> bool:
