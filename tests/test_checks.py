@@ -64,7 +64,7 @@ def wrong_shape(mask):
         (forgot_return, r"returned None on case: a single pixel.*Did you forget `return`\?"),
         (not_started, r"^mask_to_box is not implemented yet"),
         (crashes, r"mask_to_box raised IndexError: index 7 .*\n  on case: a single pixel at row 2, column 5"),
-        (wrong_shape, r"wrong on case: a single pixel.*\n  your answer: \[\[5.0, 2.0, 6.0, 3.0\]\]"),
+        (wrong_shape, r"wrong on case: a single pixel.*\n  your answer: shape \(1, 4\): \[\[5.0, 2.0, 6.0, 3.0\]\]\n  expected:    shape \(4,\)"),
     ],
     ids=["off-by-one-x2", "swapped-xy", "returns-none", "not-implemented", "raises", "wrong-shape"],
 )

@@ -188,7 +188,7 @@ def pairwise_no_clamp(boxes1, boxes2):
     "student, expected",
     [
         (not_started, r"^pairwise_iou is not implemented yet"),
-        (elementwise, r"wrong on case: one pair, the lesson's worked example: a 1×1 matrix\n  your answer: \[0\.680\d*\]\n.*\n  hint: the result is an N×M matrix even for one pair"),
+        (elementwise, r"wrong on case: one pair, the lesson's worked example: a 1×1 matrix\n  your answer: shape \(1,\): \[0\.680\d*\]\n  expected:    shape \(1, 1\).*\n  hint: the result is an N×M matrix even for one pair"),
         (transposed, r"wrong on case: 2 boxes against 2 boxes: a 2×2 matrix, not 2 numbers\n.*\n.*\n  hint: the result is N×M"),
         (pairwise_no_clamp, r"wrong on case: boxes that only touch, disjoint and nested boxes\n.*\n.*\n  hint: .*clamp"),
         (pairwise_nan, r"wrong on case: zero-area boxes \(points and lines\) among normal ones\n.*nan.*\n.*\n  hint: .*\(NaN\)"),

@@ -28,13 +28,20 @@ class Case:
     hint: str = ""
 
 
-def _fmt(value: Any) -> str:
-    prefix = ""
+def _fmt(value: Any, shape: tuple | None = None) -> str:
+    """A short text of a value, with its shape when ``shape`` is given."""
     if isinstance(value, torch.Tensor):
-        prefix = f"tensor of shape {tuple(value.shape)}: "
         value = value.tolist()
     text = repr(value)
-    return prefix + (text if len(text) < 120 else text[:117] + "...")
+    text = text if len(text) < 120 else text[:117] + "..."
+    return f"shape {shape}: {text}" if shape is not None else text
+
+
+def _shape(value: Any) -> tuple | None:
+    try:
+        return tuple(torch.as_tensor(value).shape)
+    except (TypeError, ValueError, RuntimeError):
+        return None
 
 
 def _same(answer: Any, expected: Any, atol: float) -> bool:
@@ -68,7 +75,10 @@ def run_cases(student_fn: Callable, cases: Sequence[Case], name: str, atol: floa
             raise CheckFailed(f"{name} returned None on case: {case.description}. Did you forget `return`?")
         if not _same(answer, case.expected, atol):
             hint = f"\n  hint: {case.hint}" if case.hint else ""
-            raise CheckFailed(
-                f"{name} is wrong on case: {case.description}\n  your answer: {_fmt(answer)}\n  expected:    {_fmt(case.expected)}{hint}"
-            )
+            shapes = (_shape(answer), _shape(case.expected))
+            if isinstance(case.expected, torch.Tensor) and shapes[0] != shapes[1]:
+                got, want = _fmt(answer, shapes[0]), _fmt(case.expected, shapes[1])  # the shape is the mistake
+            else:
+                got, want = _fmt(answer), _fmt(case.expected)
+            raise CheckFailed(f"{name} is wrong on case: {case.description}\n  your answer: {got}\n  expected:    {want}{hint}")
     print(f"✅ {name}: all {len(cases)} cases pass")
