@@ -166,13 +166,13 @@ def _batch_size(inputs: Any) -> int:
     return inputs.shape[0] if isinstance(inputs, Tensor) else len(inputs)
 
 
-def _run_epoch(model, loader, loss_fn, device, optimizer=None, metrics=None, desc="") -> dict[str, float]:
+def _run_epoch(model, loader, loss_fn, device, optimizer=None, metrics=None, desc="", progress=True) -> dict[str, float]:
     """One pass over ``loader``; trains when an optimizer is given. Returns sample-weighted means."""
     training = optimizer is not None
     totals: dict[str, float] = {}
     seen = 0
     with torch.set_grad_enabled(training):
-        for batch in tqdm(loader, desc=desc, leave=False, disable=None):
+        for batch in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
             loss, outputs, targets = _batch_loss(model, batch, loss_fn, device)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} ({desc}); lower the learning rate")
@@ -261,12 +261,12 @@ def fit(
         if early_stopping_patience is not None and since_best >= early_stopping_patience:
             break
         model.train()
-        train = _run_epoch(model, train_loader, loss_fn, device, optimizer=optimizer, desc=f"train {epoch + 1}")
+        train = _run_epoch(model, train_loader, loss_fn, device, optimizer=optimizer, desc=f"train {epoch + 1}", progress=progress)
         history["epoch"].append(epoch + 1)
         history["train_loss"].append(train["loss"])
         if val_loader is not None:
             model.eval()
-            val = _run_epoch(model, val_loader, loss_fn, device, metrics=metrics, desc=f"val {epoch + 1}")
+            val = _run_epoch(model, val_loader, loss_fn, device, metrics=metrics, desc=f"val {epoch + 1}", progress=progress)
             for name, value in val.items():
                 history.setdefault(f"val_{name}", []).append(value)
         if scheduler is not None:

@@ -550,3 +550,23 @@ def test_save_rejects_bad_arguments(tmp_path):
         save_checkpoint([1, 2], tmp_path / "a.pt")
     with pytest.raises(TypeError, match="path"):
         save_checkpoint({"a": 1}, 42)
+
+
+@pytest.mark.parametrize("progress", [True, False])
+def test_progress_false_disables_every_bar(monkeypatch, progress):
+    import course_utils.training as training
+
+    seen = []
+
+    def recording_tqdm(iterable=None, *args, disable=None, **kwargs):
+        seen.append(disable)
+        return tqdm_original(iterable, *args, disable=True, **kwargs)
+
+    tqdm_original = training.tqdm
+    monkeypatch.setattr(training, "tqdm", recording_tqdm)
+    seed_everything(0)
+    model = make_mlp()
+    train, val = loaders(False, 7)
+    fit(model, train, mse, torch.optim.SGD(model.parameters(), lr=0.01), 2, val_loader=val, progress=progress)
+    assert len(seen) == 1 + 2 * 2  # the epoch bar, then a train and a val bar per epoch
+    assert all(d is True for d in seen) if not progress else all(d is None for d in seen)
