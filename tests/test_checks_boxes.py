@@ -1,11 +1,9 @@
 """checks.check_iou / check_pairwise_iou: correct solutions pass, typical mistakes get their specific message,
-and the student version of notebook 01 (solutions stripped by tools/make_student.py) fails them."""
+and each fixed case reports its own hint (notebook 01's solutions and stubs: test_notebook_exercises.py)."""
 
 from __future__ import annotations
 
-from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -13,9 +11,7 @@ import torchvision.ops as tv
 
 from course_utils.checks import CheckFailed, check_iou, check_pairwise_iou
 from course_utils.checks import boxes as checks_boxes
-from tools.make_student import STUB, make_student_notebook
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "01_boxes_and_iou.ipynb"
 
 
 # --------------------------------------------------------------------------- correct solutions
@@ -223,42 +219,3 @@ def test_random_cases_catch_a_mistake_the_fixed_cases_miss():
 
     with pytest.raises(CheckFailed, match=r"wrong on case: random pair #\d+"):
         check_iou(wrong_far_from_the_origin)
-
-
-# --------------------------------------------------------------------------- the notebook's exercises
-
-
-def _exercise_cells(nb) -> dict[str, str]:
-    """The source of the cells that define iou and pairwise_iou."""
-    found = {}
-    for cell in nb.cells:
-        for name in ("iou", "pairwise_iou"):
-            if cell.cell_type == "code" and f"def {name}(" in cell.source:
-                found[name] = cell.source
-    assert set(found) == {"iou", "pairwise_iou"}, "notebook 01 must define both exercises"
-    return found
-
-
-def test_the_notebook_solutions_pass(capsys):
-    cells = _exercise_cells(nbformat.read(NOTEBOOK, as_version=4))
-    namespace = {"torch": torch}
-    for source in cells.values():
-        exec(source, namespace)
-    check_iou(namespace["iou"])
-    check_pairwise_iou(namespace["pairwise_iou"])
-    out = capsys.readouterr().out
-    assert "✅ iou:" in out and "✅ pairwise_iou:" in out
-
-
-def test_the_student_version_has_stubs_that_fail_the_checks(tmp_path):
-    student = nbformat.read(make_student_notebook(NOTEBOOK, tmp_path), as_version=4)
-    cells = _exercise_cells(student)
-    namespace = {"torch": torch}
-    for name, source in cells.items():
-        assert STUB in source and "### BEGIN SOLUTION" not in source
-        exec(source, namespace)
-    with pytest.raises(CheckFailed, match="^iou is not implemented yet"):
-        check_iou(namespace["iou"])
-    with pytest.raises(CheckFailed, match="^pairwise_iou is not implemented yet"):
-        check_pairwise_iou(namespace["pairwise_iou"])
-    assert all(not cell.get("outputs") for cell in student.cells if cell.cell_type == "code")
