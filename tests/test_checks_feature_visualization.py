@@ -12,16 +12,10 @@ from course_utils.checks import CheckFailed, check_dream_step
 from course_utils.checks import feature_visualization as checks_fv
 from course_utils.xai.feature_visualization import dream_objective
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: extra threads only wait
+
 N_CASES = 12  # 8 fixed + 4 random
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """The cases' tiny forward passes are too small to share out: extra threads only wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 # --------------------------------------------------------------------------- correct solutions
 

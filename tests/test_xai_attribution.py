@@ -15,6 +15,7 @@ from course_utils.xai import input_x_gradient, integrated_gradients, occlusion, 
 from course_utils.xai.targets import check_target, select_target
 
 pytestmark = [
+    pytest.mark.usefixtures("one_thread"),
     pytest.mark.filterwarnings("ignore:Input Tensor 0 did not already require gradients"),
     pytest.mark.filterwarnings("ignore:Internal batch size cannot be less than the number of input examples"),
 ]
@@ -23,15 +24,6 @@ IG_METHODS = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle"
 CLASSES = 5
 F64 = dict(rtol=1e-10, atol=1e-10)
 F32 = dict(rtol=1e-4, atol=1e-5)
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """The tensors here are tiny: intra-op threads only add overhead (and contention on a shared CPU)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 # --------------------------------------------------------------------------- models and data

@@ -20,14 +20,7 @@ from course_utils import data, zoo
 from course_utils.xai import embed_2d, embedding_scores, extract_features
 from course_utils.xai.embeddings import knn_accuracy
 
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """Small forward passes and small fits: extra threads only wait on each other on a shared CPU."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: extra threads only wait
 
 
 @pytest.fixture(scope="module")

@@ -17,16 +17,9 @@ from course_utils import data, zoo
 from course_utils.xai import activation_maximization, deep_dream
 from course_utils.xai.feature_visualization import dream_objective, eval_mode
 
+pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: extra threads only wait
+
 NUM_CLASSES = len(data.SHAPES)
-
-
-@pytest.fixture(scope="module", autouse=True)
-def _one_thread():
-    """One-image forward passes are too small to share out: extra threads only wait on each other."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")
