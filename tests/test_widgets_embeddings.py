@@ -18,7 +18,6 @@ from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE, trustworthiness
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
-from threadpoolctl import threadpool_limits
 
 from course_utils.viz import to_numpy_image
 from course_utils.widgets import (
@@ -35,16 +34,6 @@ from course_utils.widgets import _base as dashboard_module
 from course_utils.widgets import embeddings as embeddings_widget
 
 NAMES = ("circle", "square", "triangle", "diamond", "cross")
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """t-SNE's gradient runs on OpenMP threads: for a few dozen points on a shared CPU they only wait on each other.
-
-    Set for every test: UMAP's first fit starts numba's OpenMP pool, which resets the thread count.
-    """
-    with threadpool_limits(1, user_api="openmp"):
-        yield
 
 
 def clusters(n: int, dim: int, classes: int, spread: float, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -325,8 +314,10 @@ def test_the_figure_draws_the_embedding_its_scores_and_thumbnails():
     np.testing.assert_allclose(np.sort(drawn, axis=0), np.sort(embedding.numpy(), axis=0), atol=1e-6)
     assert ax_map.get_title().startswith("PCA")
     scores = explorer_scores(features, embedding, labels, k=5)
-    assert bar_values(ax_scores) == pytest.approx([scores["trustworthiness"], scores["knn_accuracy"], scores["knn_accuracy_features"]])
-    assert [t.get_text() for t in ax_scores.get_yticklabels()] == ["trustworthiness\n(2-D)", "5-NN accuracy\n(2-D)", "5-NN accuracy\n(6-D features)"]
+    expected_bars = [scores["trustworthiness"], scores["knn_accuracy"], scores["knn_accuracy_features"]]
+    assert bar_values(ax_scores) == pytest.approx(expected_bars)
+    bar_names = [t.get_text() for t in ax_scores.get_yticklabels()]
+    assert bar_names == ["trustworthiness\n(2-D)", "5-NN accuracy\n(2-D)", "5-NN accuracy\n(6-D features)"]
     assert ax_scores.lines[0].get_xdata()[0] == pytest.approx(1 / 5)  # chance
     thumbnails = [a for a in ax_map.artists if isinstance(a, AnnotationBbox)]
     expected = spread_indices(embedding, 6).tolist()

@@ -14,7 +14,6 @@ import matplotlib.pyplot as plt
 import torch
 from matplotlib.axes import Axes
 from matplotlib.offsetbox import AnnotationBbox, OffsetImage
-from threadpoolctl import threadpool_limits
 from torch import Tensor
 
 from ..validation import check_choice, check_finite, check_positive_int, check_positive_number, check_same_length, check_tensor
@@ -46,7 +45,8 @@ def _check_parameter(method: str, parameter: float | int | None, n: int) -> floa
         if parameter < 2:
             raise ValueError(f"parameter (UMAP's n_neighbors) must be at least 2, got {parameter}")
     if parameter >= n:
-        raise ValueError(f"parameter ({METHOD_NAMES[method]}'s {EMBEDDING_PARAMETERS[method]}) must be smaller than the number of points ({n}), got {parameter}")
+        knob = f"{METHOD_NAMES[method]}'s {EMBEDDING_PARAMETERS[method]}"
+        raise ValueError(f"parameter ({knob}) must be smaller than the number of points ({n}), got {parameter}")
     return parameter
 
 
@@ -60,18 +60,12 @@ def embed(features: Tensor, method: str = "pca", parameter: float | int | None =
             ``n_neighbors`` (``2 <= n_neighbors < N``); None keeps the library's default (``LIBRARY_DEFAULTS``).
             PCA has no such knob: the value is ignored.
         seed (int): the estimator's random state.
-
-    t-SNE runs on one OpenMP thread: the explorer embeds a few hundred points, too few to share.
     """
     features = check_tensor(features, "features", ndim=2, floating=True)
     method = check_choice(method, "method", tuple(EMBEDDING_PARAMETERS))
     parameter = _check_parameter(method, parameter, len(features))
     options = {} if parameter is None else {EMBEDDING_PARAMETERS[method]: parameter}
-    # t-SNE's gradient runs on OpenMP threads: for a few hundred points they mostly wait for each
-    # other (10x slower than one thread on a busy 2-core machine); the result does not depend on it
-    threads = 1 if method == "tsne" else None
-    with threadpool_limits(threads, user_api="openmp"):
-        return embed_2d(features, method, seed=seed, **options)
+    return embed_2d(features, method, seed=seed, **options)
 
 
 class EmbeddingCache:
@@ -186,7 +180,8 @@ def scatter_embedding(
         if not mask.any():
             continue
         if highlight is None or k == highlight:
-            ax.scatter(*xy[mask].T, s=size * (1 if highlight is None else 1.6), color=COLORS[k], label=name, zorder=3, linewidths=0)
+            scale = 1.0 if highlight is None else 1.6
+            ax.scatter(*xy[mask].T, s=size * scale, color=COLORS[k], label=name, zorder=3, linewidths=0)
         else:
             ax.scatter(*xy[mask].T, s=size, color=OTHER_COLOR, zorder=2, linewidths=0)
     if legend:
@@ -215,7 +210,8 @@ def add_thumbnails(ax: Axes, embedding: Tensor, images: Tensor, indices: Tensor,
     boxes = []
     for i in check_tensor(indices, "indices", ndim=1).tolist():
         thumbnail = OffsetImage(to_numpy_image(images[i]), zoom=zoom)
-        box = AnnotationBbox(thumbnail, tuple(embedding[i].tolist()), frameon=True, pad=0.1, bboxprops=dict(edgecolor="0.4", linewidth=0.6))
+        frame = dict(edgecolor="0.4", linewidth=0.6)
+        box = AnnotationBbox(thumbnail, tuple(embedding[i].tolist()), frameon=True, pad=0.1, bboxprops=frame)
         box.set_zorder(4)
         ax.add_artist(box)
         boxes.append(box)
@@ -332,8 +328,13 @@ def embedding_explorer(
     largest = min(100, len(cache.features) - 1)
     controls = {
         "method": W.ToggleButtons(options=[(name, key) for key, name in METHOD_NAMES.items()], value="pca", description="method"),
-        "parameter": W.IntSlider(value=min(30, largest), min=2, max=largest, description="perplexity / n_neighbors", continuous_update=False, disabled=True, style={"description_width": "initial"}),
-        "highlight": W.Dropdown(options=[("all classes", None), *((name, k) for k, name in enumerate(names))], value=None, description="highlight"),
+        "parameter": W.IntSlider(
+            value=min(30, largest), min=2, max=largest, description="perplexity / n_neighbors", continuous_update=False,
+            disabled=True, style={"description_width": "initial"},
+        ),
+        "highlight": W.Dropdown(
+            options=[("all classes", None), *((name, k) for k, name in enumerate(names))], value=None, description="highlight"
+        ),
     }
 
     def disable_parameter_for_pca(change: dict) -> None:
@@ -344,7 +345,8 @@ def embedding_explorer(
     def render(method: str, parameter: int, highlight: int | None) -> plt.Figure:
         embedding = cache(method, parameter)
         return embedding_figure(
-            cache.features, labels, method, parameter, highlight=highlight, images=images, class_names=names, k=k, embedding=embedding
-        )
+            cache.features, labels, method, parameter,
+            highlight=highlight, images=images, class_names=names, k=k, embedding=embedding,
+        )  # fmt: skip
 
     return dashboard(render, controls, "Embedding explorer: the same features, three maps")

@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from sklearn.decomposition import PCA
 from sklearn.manifold import TSNE, trustworthiness
+from threadpoolctl import threadpool_limits
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
@@ -129,7 +130,9 @@ def embed_2d(features: Tensor | np.ndarray, method: str = "pca", *, seed: int = 
 
     - ``"pca"``: ``sklearn.decomposition.PCA(n_components=2)``: the two directions of largest variance.
     - ``"tsne"``: ``sklearn.manifold.TSNE(n_components=2)`` (sklearn's defaults: perplexity 30,
-      PCA initialization, Barnes-Hut; needs ``N > perplexity``).
+      PCA initialization, Barnes-Hut; needs ``N > perplexity``), on one OpenMP thread: for a few
+      hundred points more threads only wait on each other (measured 10x slower on a busy 2-core
+      machine); the result does not depend on it.
     - ``"umap"``: ``umap.UMAP(n_components=2, n_jobs=1)``. Seeding makes UMAP single-threaded,
       so ``n_jobs=1`` is set up front. The first call in a process imports umap-learn and
       compiles its numba code: measured about 10 s of CPU time (10-30 s on a busy 2-core
@@ -153,7 +156,8 @@ def embed_2d(features: Tensor | np.ndarray, method: str = "pca", *, seed: int = 
     if method == "pca":
         estimator = PCA(n_components=2, random_state=seed, **kwargs)
     elif method == "tsne":
-        estimator = TSNE(n_components=2, random_state=seed, **kwargs)
+        with threadpool_limits(1, user_api="openmp"):
+            return torch.from_numpy(TSNE(n_components=2, random_state=seed, **kwargs).fit_transform(x)).float()
     else:
         import umap  # imported here: loading umap-learn (numba) takes seconds
 
