@@ -1,18 +1,22 @@
 """Interactive dashboards, one per concept.
 
-Each widget is a thin ipywidgets layer over pure functions (in the same submodule) that compute
-what is shown; the tests call those functions directly, without a browser.
+Each widget (``*_explorer``) is a thin ipywidgets layer over pure functions in the same submodule
+that compute what is shown; the tests call those functions directly, without a browser.
 """
 
-from .scenes import scene_explorer, scene_figure
-
-__all__ = ["scene_explorer", "scene_figure"]
-from .iou import iou_explorer, iou_explorer_figure, iou_figure, iou_parts
-
-__all__ += ["iou_explorer", "iou_figure", "iou_parts", "iou_explorer_figure"]
 from .anchors import anchor_explorer, anchor_figure, assign_anchors, match_counts
-
-__all__ += ["anchor_explorer", "anchor_figure", "assign_anchors", "match_counts"]
+from .cam import cam_explorer, cam_figure, class_heatmap, class_probabilities, conv_blocks, explorer_scene, layer_map
+from .embeddings import (
+    EmbeddingCache,
+    add_thumbnails,
+    embed,
+    embedding_explorer,
+    embedding_figure,
+    explorer_scores,
+    scatter_embedding,
+    spread_indices,
+)
+from .iou import iou_explorer, iou_explorer_figure, iou_figure, iou_parts
 from .nms_map import (
     draw_pr_curve,
     filter_detections,
@@ -28,29 +32,20 @@ from .nms_map import (
     precision_envelope,
     simulate_detections,
 )
-
-__all__ += [
-    "simulate_detections", "filter_detections", "nms_steps", "nms_steps_figure", "match_detections", "pr_curve",
-    "precision_envelope", "draw_pr_curve", "nms_summary", "nms_figure", "nms_explorer", "pr_curve_figure", "pr_curve_explorer",
-]
-from .cam import cam_explorer, cam_figure, class_heatmap, class_probabilities, conv_blocks, explorer_scene, layer_map
-
-__all__ += ["cam_explorer", "cam_figure", "class_heatmap", "class_probabilities", "conv_blocks", "explorer_scene", "layer_map"]
 from .occlusion import forward_passes, occlusion_explorer, occlusion_figure, occlusion_map, window_starts
+from .scenes import scene_explorer, scene_figure
 
-__all__ += ["window_starts", "forward_passes", "occlusion_map", "occlusion_figure", "occlusion_explorer"]
-from .embeddings import (
-    EmbeddingCache,
-    add_thumbnails,
-    embed,
-    embedding_explorer,
-    embedding_figure,
-    explorer_scores,
-    scatter_embedding,
-    spread_indices,
-)
-
-__all__ += [
+__all__ = [
+    # the dashboards
+    "scene_explorer", "iou_explorer", "anchor_explorer", "nms_explorer", "pr_curve_explorer",
+    "occlusion_explorer", "cam_explorer", "embedding_explorer",
+    # the pure functions behind them
+    "scene_figure",
+    "iou_parts", "iou_figure", "iou_explorer_figure",
+    "assign_anchors", "match_counts", "anchor_figure",
+    "simulate_detections", "filter_detections", "nms_steps", "nms_steps_figure", "nms_summary", "nms_figure",
+    "match_detections", "pr_curve", "precision_envelope", "draw_pr_curve", "pr_curve_figure",
+    "window_starts", "forward_passes", "occlusion_map", "occlusion_figure",
+    "conv_blocks", "explorer_scene", "layer_map", "class_heatmap", "class_probabilities", "cam_figure",
     "EmbeddingCache", "embed", "spread_indices", "scatter_embedding", "add_thumbnails", "explorer_scores", "embedding_figure",
-    "embedding_explorer",
-]
+]  # fmt: skip
