@@ -32,16 +32,16 @@ def execute(path: Path, timeout: int = 900) -> tuple[float, float, str]:
     """Execute one notebook in its folder and save it with fresh outputs: (seconds, peak MiB, status)."""
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    peak, status = 0.0, "ok"
+    status = "ok"
     start = time.perf_counter()
-    with client.setup_kernel():
-        pid = client.km.provisioner.process.pid
-        try:
-            for index, cell in enumerate(nb.cells):
-                client.execute_cell(cell, index)
-        except CellExecutionError as exc:
-            status = f"FAILED: {str(exc).strip().splitlines()[-1][:80]}"
-        peak = _peak_rss_mib(pid)
+    try:
+        client.execute(cleanup_kc=False)  # keep the kernel alive to read its peak memory
+    except CellExecutionError as exc:
+        status = f"FAILED: {str(exc).strip().splitlines()[-1][:80]}"
+    finally:
+        peak = _peak_rss_mib(client.km.provisioner.process.pid) if client.km and client.km.has_kernel else 0.0
+        if client.km:
+            client.km.shutdown_kernel(now=True)
     seconds = time.perf_counter() - start
     nbformat.write(nb, path)
     return seconds, peak, status
