@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 
 import nbformat
+from jupyter_core.utils import run_sync
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -41,7 +42,7 @@ def execute(path: Path, timeout: int = 900) -> tuple[float, float, str]:
     finally:
         peak = _peak_rss_mib(client.km.provisioner.process.pid) if client.km and client.km.has_kernel else 0.0
         if client.km:
-            client.km.shutdown_kernel(now=True)
+            run_sync(client.km.shutdown_kernel)(now=True)
     seconds = time.perf_counter() - start
     nbformat.write(nb, path)
     return seconds, peak, status
