@@ -6,8 +6,17 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: no window ever opens, whatever MPLBACKEND says
 
+import os  # noqa: E402
+
 import matplotlib.pyplot as plt  # noqa: E402
 import pytest  # noqa: E402
+from hypothesis import settings  # noqa: E402
+
+# CI draws the same hypothesis examples on every run, so a red build is reproducible;
+# local runs keep exploring new examples.
+settings.register_profile("ci", derandomize=True, print_blob=True)
+if os.environ.get("CI"):
+    settings.load_profile("ci")
 
 
 @pytest.fixture(autouse=True)
