@@ -230,6 +230,18 @@ def _iou(a: tuple[int, int, int, int], b: tuple[int, int, int, int]) -> float:
     return inter / union
 
 
+def _scene_seed(seed: int, index: int) -> int:
+    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
+
+
+def _check_index(index: object, length: int) -> int:
+    if isinstance(index, bool) or not isinstance(index, Integral):
+        raise TypeError(f"index must be an int, got {type(index).__name__}")
+    if not -length <= index < length:
+        raise IndexError(f"index {index} is out of range for {length} scenes")
+    return int(index) % length
+
+
 class SyntheticScenes(Dataset):
     """``length`` seeded scenes; ``dataset[i]`` is ``make_scene`` with a seed derived from (seed, i).
 
@@ -355,23 +367,11 @@ def from_coco(coco: dict[str, Any]) -> list[dict[str, Tensor]]:
     return targets
 
 
-def _scene_seed(seed: int, index: int) -> int:
-    return int(np.random.SeedSequence([seed, index]).generate_state(1)[0])
-
-
-def _check_index(index: object, length: int) -> int:
-    if isinstance(index, bool) or not isinstance(index, Integral):
-        raise TypeError(f"index must be an int, got {type(index).__name__}")
-    if not -length <= index < length:
-        raise IndexError(f"index {index} is out of range for {length} scenes")
-    return int(index) % length
-
-
 class SceneClassification(Dataset):
     """One object per scene, for classifiers: ``dataset[i] = (image, class_index)``.
 
-    ``class_index`` is in ``[0, len(classes))`` (no background class); :meth:`target` gives the
-    full detection target of the same scene (its box lets explanations be scored).
+    ``class_index`` is in ``[0, len(classes))`` (no background class); :meth:`scene` gives the image with
+    its full detection target (its box lets explanations be scored).
     """
 
     def __init__(
