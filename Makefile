@@ -8,7 +8,7 @@ LAB_SETTINGS := $(VENV)/share/jupyter/lab/settings
 PYTEST_NB := --nbval-lax --nbval-current-env --nbval-cell-timeout=900 \
              --nbval-sanitize-with jupyter_config/nbval_sanitize.cfg
 
-.PHONY: setup lab test test-fast execute student bench weights clean
+.PHONY: setup lab test test-fast execute student grade bench weights clean
 
 # The virtual environment, rebuilt when the package's requirements change.
 $(STAMP): pyproject.toml jupyter_config/lab/overrides.json
@@ -35,6 +35,13 @@ execute: $(STAMP)
 
 student: $(STAMP)
 	$(BIN)/python tools/make_student.py notebooks student
+
+# Run every submitted notebook headless and write grades.csv and grades.md into SUBMISSIONS
+# (a folder of notebooks, or one sub-folder per student); GRADE_TIMEOUT seconds per notebook.
+GRADE_TIMEOUT ?= 600
+grade: $(STAMP)
+	@test -n "$(SUBMISSIONS)" || { echo "usage: make grade SUBMISSIONS=folder [GRADE_TIMEOUT=600]"; exit 2; }
+	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" --timeout $(GRADE_TIMEOUT)
 
 # Retrain every model of the zoo (data/weights/) with the course's own code and update the manifest.
 weights: $(STAMP)

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from course_utils.checks import Case, CheckFailed, check_mask_to_box, run_cases
+from course_utils import checks
+from course_utils.checks import NOT_ATTEMPTED, PASSED, Case, CheckFailed, check_mask_to_box, exercise, run_cases
 
 
 def my_mask_to_box(mask: torch.Tensor) -> torch.Tensor:
@@ -62,17 +63,117 @@ def wrong_shape(mask):
                      r"\n  expected:    \[5.0, 2.0, 6.0, 3.0\]\n  hint: x2 and y2 are pixel \*edges\*"),
         (swapped, r"wrong on case: a single pixel at row 2, column 5\n  your answer: \[2.0, 5.0, 3.0, 6.0\]"),
         (forgot_return, r"returned None on case: a single pixel.*Did you forget `return`\?"),
-        (not_started, r"^mask_to_box is not implemented yet"),
         (crashes, r"mask_to_box raised IndexError: index 7 .*\n  on case: a single pixel at row 2, column 5"),
         (wrong_shape, r"wrong on case: a single pixel.*\n  your answer: shape \(1, 4\): \[\[5.0, 2.0, 6.0, 3.0\]\]\n  expected:    shape \(4,\)"),
     ],
-    ids=["off-by-one-x2", "swapped-xy", "returns-none", "not-implemented", "raises", "wrong-shape"],
+    ids=["off-by-one-x2", "swapped-xy", "returns-none", "raises", "wrong-shape"],
 )
 def test_typical_mistakes_get_a_specific_message(student, expected):
     with pytest.raises(CheckFailed, match=expected) as info:
         check_mask_to_box(student)
     # no chained trace of the learner's exception or of our internals
     assert info.value.__cause__ is None and (info.value.__context__ is None or info.value.__suppress_context__)
+
+
+def test_a_stub_is_reported_in_one_line_without_raising(capsys):
+    check_mask_to_box(not_started)
+    out = capsys.readouterr().out
+    assert out == f"{NOT_ATTEMPTED} mask_to_box is not implemented yet: replace `raise NotImplementedError` with your code, then run this cell again.\n"
+
+
+ALL_CHECKS = [getattr(checks, name) for name in checks.__all__ if name.startswith("check_")]
+
+
+@pytest.mark.parametrize("check", ALL_CHECKS, ids=lambda check: check.__name__)
+def test_every_check_reports_a_stub_without_raising(check, capsys):
+    def stub(*args):
+        raise NotImplementedError("your code here")
+
+    check(stub)
+    out = capsys.readouterr().out
+    assert out.startswith(NOT_ATTEMPTED) and "is not implemented yet" in out and out.count("\n") == 1
+
+
+def test_every_check_has_a_reference_that_passes_it(capsys):
+    from course_utils.checks._core import _REFERENCES
+
+    names = {check.__name__.removeprefix("check_") for check in ALL_CHECKS}
+    assert names == set(_REFERENCES)
+    for name in sorted(names):
+        getattr(checks, f"check_{name}")(exercise(name)(_REFERENCES[name]))
+        assert capsys.readouterr().out.startswith(f"{PASSED} ")
+
+
+def test_a_passing_check_prints_its_marker_first(capsys):
+    check_mask_to_box(my_mask_to_box)
+    assert capsys.readouterr().out.startswith(f"{PASSED} mask_to_box: all")
+
+
+def test_a_failed_check_shows_as_its_message_alone_in_a_notebook():
+    with pytest.raises(CheckFailed) as info:
+        check_mask_to_box(off_by_one)
+    (shown,) = info.value._render_traceback_()  # what IPython prints instead of a stack trace
+    assert shown.endswith(str(info.value)) and "CheckFailed" in shown and "Traceback" not in shown
+
+
+# --------------------------------------------------------------------------- @checks.exercise
+
+
+def test_a_decorated_stub_falls_back_to_the_reference_and_says_so_once(capsys):
+    @exercise("mask_to_box")
+    def mask_to_box(mask):
+        raise NotImplementedError("your code here")
+
+    mask = torch.zeros(6, 8, dtype=torch.uint8)
+    mask[1:3, 2:7] = 1
+    assert mask_to_box(mask).tolist() == [2.0, 1.0, 7.0, 3.0]
+    assert mask_to_box(mask).tolist() == [2.0, 1.0, 7.0, 3.0]
+    out = capsys.readouterr().out
+    assert out.count("mask_to_box is not implemented yet") == 1 and "reference implementation" in out
+    assert mask_to_box.__name__ == "mask_to_box" and mask_to_box.learner_function.__name__ == "mask_to_box"
+    check_mask_to_box(mask_to_box)  # the check sees the stub itself, never the fallback
+    assert capsys.readouterr().out.startswith(NOT_ATTEMPTED)
+
+
+def test_a_decorated_solution_runs_as_written(capsys):
+    calls = []
+
+    @exercise("mask_to_box")
+    def mask_to_box(mask):
+        calls.append(mask.shape)
+        return my_mask_to_box(mask)
+
+    check_mask_to_box(mask_to_box)
+    assert len(calls) == 10 and capsys.readouterr().out.startswith(PASSED)
+
+
+def test_a_decorated_wrong_answer_still_fails_its_check():
+    wrong = exercise("mask_to_box")(off_by_one)
+    with pytest.raises(CheckFailed, match="mask_to_box is wrong on case: a single pixel"):
+        check_mask_to_box(wrong)
+    assert wrong(torch.ones(2, 2)).tolist() == [0.0, 0.0, 1.0, 1.0]  # and the notebook goes on with the learner's answer
+
+
+def test_exercise_rejects_an_unknown_name_and_a_non_function():
+    with pytest.raises(ValueError, match=r"exercise name 'iuo' is unknown; known: .*iou"):
+        exercise("iuo")
+    with pytest.raises(TypeError, match="decorates a function, got int"):
+        exercise("iou")(3)
+
+
+@pytest.mark.parametrize(
+    "check, mistake, message",
+    [
+        (checks.check_mask_to_box, checks.mistakes.mask_to_box_off_by_one, "pixel \\*edges\\*"),
+        (checks.check_iou, checks.mistakes.iou_clamping_the_product, "disjoint boxes on a diagonal"),
+        (checks.check_match, checks.mistakes.match_with_strict_high, "exactly at the high threshold"),
+        (checks.check_saliency, checks.mistakes.softmax_saliency, "differentiate the \\*logit\\*"),
+    ],
+    ids=lambda value: getattr(value, "__name__", "message"),
+)
+def test_each_shipped_mistake_fails_its_check_with_the_lesson_s_message(check, mistake, message):
+    with pytest.raises(CheckFailed, match=message):
+        check(mistake)
 
 
 def test_a_mistake_only_on_square_images_is_caught_on_the_non_square_case():

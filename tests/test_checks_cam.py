@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import nbformat
 import numpy as np
 import pytest
 import torch
@@ -13,9 +12,7 @@ from captum.attr import LayerGradCam
 
 from course_utils.checks import CheckFailed, check_gradcam, check_gradcam_weights
 from course_utils.checks import cam as checks_cam
-from tools.make_student import STUB, make_student_notebook
 
-NOTEBOOK = Path(__file__).resolve().parents[1] / "notebooks" / "09_cam_and_gradcam.ipynb"
 
 
 # --------------------------------------------------------------------------- correct solutions
@@ -98,14 +95,9 @@ def test_the_checks_leave_the_global_random_state_alone():
 # --------------------------------------------------------------------------- typical mistakes
 
 
-def not_started(activations, gradients):
-    raise NotImplementedError("your code here")
-
-
 @pytest.mark.parametrize(
     "student, expected",
     [
-        (not_started, r"^gradcam_weights is not implemented yet"),
         (lambda a, g: g.sum(dim=(2, 3)), r"wrong on case: gradient constant over space .*\n  your answer: [^\n]*\[\[4\.5, -18\.0\]\]\n.*\n  hint: .*\*mean\* \(not the sum\)"),
         (lambda a, g: g.mean(dim=(1, 2, 3)), r"wrong on case: gradient constant over space .*\n  your answer: [^\n]*\[-0\.75\]\n.*\n  hint: one weight per image and channel, shape \[N, C\]"),
         (lambda a, g: g.mean(dim=(2, 3), keepdim=True), r"wrong on case: gradient constant over space .*\n  your answer: [^\n]*\[\[\[\[0\.5\]\], \[\[-2\.0\]\]\]\]"),
@@ -114,7 +106,7 @@ def not_started(activations, gradients):
         (lambda a, g: g.sum(dim=(2, 3)) / g.shape[3] ** 2, r"wrong on case: a 2×5 map \(h ≠ w\)\n.*\n.*\n  hint: divide by h·w"),
         (lambda a, g: g.amax(dim=(2, 3)), r"wrong on case: a gradient of 9 at a single position.*\n  your answer: [^\n]*\[\[9\.0\]\]\n.*\n  hint: a mean, not a sum"),
     ],
-    ids=["not-implemented", "sum", "mean-over-channels", "keepdim", "activations", "batch-mean", "square-only", "max"],
+    ids=["sum", "mean-over-channels", "keepdim", "activations", "batch-mean", "square-only", "max"],
 )
 def test_typical_weights_mistakes_get_a_specific_message(student, expected):
     with pytest.raises(CheckFailed, match=expected) as info:
@@ -150,7 +142,6 @@ def elementwise(activations, gradients):  # HiResCAM: no averaging of the gradie
 @pytest.mark.parametrize(
     "student, expected",
     [
-        (not_started, r"^gradcam is not implemented yet"),
         (lambda a, g: einsum_gradcam(a, g)[:, 0], r"wrong on case: one channel, gradient 2 everywhere.*\n.*\n.*\n  hint: .*shape \[N, 1, h, w\]"),
         (mean_over_channels, r"wrong on case: two channels with weights 1 and 2.*\n.*\n.*\n  hint: .*a sum over dim 1, not a mean"),
         (relu_before_sum, r"wrong on case: two identical channels with weights \+1 and -1.*\n.*\n  expected:    [^\n]*\[\[\[\[0\.0, 0\.0, 0\.0\], .*\n  hint: apply the ReLU after"),
@@ -159,7 +150,7 @@ def elementwise(activations, gradients):  # HiResCAM: no averaging of the gradie
         (min_max_scaled, r"wrong on case: one channel, gradient 2 everywhere.*\n.*\n.*\n  hint: .*not rescaled"),
         (elementwise, r"wrong on case: a 2×5 map|wrong on case: random CNN"),
     ],
-    ids=["not-implemented", "no-keepdim", "channel-mean", "relu-first", "no-relu", "batch-weights", "min-max", "elementwise"],
+    ids=["no-keepdim", "channel-mean", "relu-first", "no-relu", "batch-weights", "min-max", "elementwise"],
 )
 def test_typical_gradcam_mistakes_get_a_specific_message(student, expected):
     with pytest.raises(CheckFailed, match=expected):
@@ -185,48 +176,11 @@ def test_a_crash_is_reported_with_the_case():
         check_gradcam_weights(crashes)
 
 
-# --------------------------------------------------------------------------- the notebook's exercises
-
-
-def _exercise_cells(nb) -> dict[str, str]:
-    """The source of the cells that define my_gradcam_weights and my_gradcam."""
-    found = {}
-    for cell in nb.cells:
-        for name in ("my_gradcam_weights", "my_gradcam"):
-            if cell.cell_type == "code" and f"def {name}(" in cell.source:
-                found[name] = cell.source
-    assert set(found) == {"my_gradcam_weights", "my_gradcam"}, "notebook 09 must define both exercises"
-    return found
-
-
-def test_the_notebook_solutions_pass(capsys):
-    namespace = {"torch": torch, "np": np}
-    for source in _exercise_cells(nbformat.read(NOTEBOOK, as_version=4)).values():
-        exec(source, namespace)
-    check_gradcam_weights(namespace["my_gradcam_weights"])
-    check_gradcam(namespace["my_gradcam"])
-    out = capsys.readouterr().out
-    assert "✅ gradcam_weights:" in out and "✅ gradcam:" in out
-
-
-def test_the_student_version_has_stubs_that_fail_the_checks(tmp_path):
-    student = nbformat.read(make_student_notebook(NOTEBOOK, tmp_path), as_version=4)
-    namespace = {"torch": torch, "np": np}
-    for source in _exercise_cells(student).values():
-        assert STUB in source and "### BEGIN SOLUTION" not in source
-        exec(source, namespace)
-    with pytest.raises(CheckFailed, match="^gradcam_weights is not implemented yet"):
-        check_gradcam_weights(namespace["my_gradcam_weights"])
-    with pytest.raises(CheckFailed, match="^gradcam is not implemented yet"):
-        check_gradcam(namespace["my_gradcam"])
-    assert all(not cell.get("outputs") for cell in student.cells if cell.cell_type == "code")
-
-
 def test_the_hand_derived_maps_are_what_xai_grad_cam_gives():
     """The fixed cases state their expected maps by hand (2·A, 3·A, 0, 0); xai.grad_cam agrees through the probe."""
     for case in checks_cam._map_cases()[:7]:
         activations, gradients = case.args
-        torch.testing.assert_close(checks_cam._reference_map(activations, gradients), case.expected, atol=1e-12, rtol=0)
+        torch.testing.assert_close(checks_cam.reference_gradcam(activations, gradients), case.expected, atol=1e-12, rtol=0)
         torch.testing.assert_close(einsum_gradcam(activations, gradients), case.expected, atol=1e-12, rtol=0)
 
 

@@ -116,10 +116,6 @@ def test_the_reference_equals_the_loop_definition(problem):
 # --------------------------------------------------------------------------- typical mistakes
 
 
-def not_started(heatmaps, boxes):
-    raise NotImplementedError("your code here")
-
-
 def _rate(heatmaps, boxes, point_of, inside):
     """Skeleton for the mistakes: ``point_of(heatmap) -> (x, y)``, ``inside(x, y, box) -> bool``."""
     hits = sum(any(inside(*point_of(h), b) for b in bs.tolist()) for h, bs in zip(heatmaps, boxes))
@@ -196,7 +192,6 @@ def rounds_the_boxes(heatmaps, boxes):
 @pytest.mark.parametrize(
     "student, expected",
     [
-        (not_started, r"^pointing_game is not implemented yet"),
         (no_half_pixel, r"wrong on case: the maximum one column right of the box.*\n  your answer: 1\.0\n  expected:    0\.0\n  hint: boxes use pixel-EDGE"),
         (strict_border, r"wrong on case: the maximum's centre exactly on the box's left border.*\n.*\n.*\n  hint: .*<= and >="),
         (rows_and_columns_swapped, r"wrong on case: a non-square 4×9 map.*\n.*\n.*\n  hint: for an H×W map the flat argmax k is row k // W"),
@@ -208,7 +203,7 @@ def rounds_the_boxes(heatmaps, boxes):
         (skips_images_without_boxes, r"wrong on case: two images, the second without any box.*\n  your answer: 1\.0\n  expected:    0\.5\n  hint: an image with no box"),
         (counts_hits, r"wrong on case: four images, three hits.*\n  your answer: 3\.0\n  expected:    0\.75\n  hint: return the hit RATE"),
     ],
-    ids=["not-implemented", "no-half-pixel", "strict-border", "rows-columns", "first-box", "last-max", "any-max", "abs", "round-boxes", "skip-empty", "count"],
+    ids=["no-half-pixel", "strict-border", "rows-columns", "first-box", "last-max", "any-max", "abs", "round-boxes", "skip-empty", "count"],
 )
 def test_typical_mistakes_get_a_specific_message(student, expected):
     with pytest.raises(CheckFailed, match=expected):

@@ -101,14 +101,9 @@ def test_the_check_leaves_the_global_random_state_alone():
 # --------------------------------------------------------------------------- typical mistakes
 
 
-def not_started(image, gradient, lr):
-    raise NotImplementedError("your code here")
-
-
 @pytest.mark.parametrize(
     "student, expected",
     [
-        (not_started, r"^dream_step is not implemented yet"),
         (lambda x, g, lr: (x - lr * g / (g.abs().mean() + 1e-8)).clamp(0, 1),
          r"wrong on case: a gradient of 1 everywhere.*\n  your answer: .*\[\[\[\[0\.4000.*\n.*\n  hint: gradient \*ascent\*"),
         (lambda x, g, lr: (x + lr * g / (g.norm() + 1e-8)).clamp(0, 1), r"wrong on case: a gradient of 1 everywhere.*\n.*\n.*\n  hint: gradient \*ascent\*"),
@@ -123,7 +118,7 @@ def not_started(image, gradient, lr):
         (lambda x, g, lr: (x + lr * g / g.abs().mean()).clamp(0, 1), r"wrong on case: a gradient of 0 everywhere.*\n  your answer: .*nan.*\n.*\n  hint: .*mean\|g\| \+ 1e-8"),
         (lambda x, g, lr: (x + lr * g / (g.abs().mean() + 1e-8)).clamp(0, 1).squeeze(0), r"wrong on case: a gradient of 1 everywhere.*\n  your answer: .*\(3, 4, 4\).*\[\[\[0\.5999"),
     ],
-    ids=["not-implemented", "descent", "l2-norm", "abs-gradient", "max", "no-normalization", "per-channel", "no-clamp", "clamp-top-only", "no-epsilon", "squeezed"],
+    ids=["descent", "l2-norm", "abs-gradient", "max", "no-normalization", "per-channel", "no-clamp", "clamp-top-only", "no-epsilon", "squeezed"],
 )  # fmt: skip
 def test_typical_mistakes_get_a_specific_message(student, expected):
     with pytest.raises(CheckFailed, match=expected) as info:

@@ -121,6 +121,26 @@ def test_make_student_notebook_strips_solutions_and_clears_outputs(tmp_path):
     assert nb.cells[3].source == solution_notebook().cells[3].source
 
 
+def test_make_student_notebook_keeps_no_trace_of_the_instructors_run(tmp_path):
+    nb = solution_notebook()
+    nb.metadata["widgets"] = {"application/vnd.jupyter.widget-state+json": {"state": {"abc": {}}}}
+    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells[1].source = "# NBVAL_CHECK_OUTPUT\n" + nb.cells[1].source
+    nb.cells[1].metadata["execution"] = {"iopub.status.busy": "2026-11-26T02:51:10Z"}
+    nb.cells[2].metadata["tags"] = ["nbval-ignore-output", "keep-me"]
+    nb.cells[2].source = "print('hi')  # NBVAL_IGNORE_OUTPUT stays: not a marker line"
+    path = tmp_path / "03_run.ipynb"
+    nbformat.write(nb, path)
+
+    student = nbformat.read(make_student_notebook(path, tmp_path / "out"), as_version=4)
+    assert "widgets" not in student.metadata and student.metadata["kernelspec"]["name"] == "python3"
+    assert student.cells[1].source == f"def add(a, b):\n    {STUB}\nadd(1, 2)"
+    assert "execution" not in student.cells[1].metadata
+    assert student.cells[2].metadata["tags"] == ["keep-me"]
+    assert student.cells[2].source.endswith("not a marker line")
+    assert "NBVAL_CHECK_OUTPUT" not in (tmp_path / "out" / "03_run.ipynb").read_text()
+
+
 def test_make_student_notebook_names_the_notebook_on_bad_markers(tmp_path):
     nb = new_notebook(cells=[new_code_cell("### BEGIN SOLUTION\nx = 1")])
     path = tmp_path / "02_bad.ipynb"

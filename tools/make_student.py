@@ -1,10 +1,11 @@
-"""Write student versions of the notebooks: solutions replaced by a stub, outputs cleared.
+"""Write student versions of the notebooks: solutions replaced by a stub, nothing else of the run kept.
 
     python tools/make_student.py notebooks student
 
 Every region between a line ``### BEGIN SOLUTION`` and a line ``### END SOLUTION`` becomes
-``raise NotImplementedError("your code here")`` at the same indentation. The solution notebooks
-are not touched.
+``raise NotImplementedError("your code here")`` at the same indentation. A student version keeps
+no outputs, execution counts or execution metadata, no saved widget state, and no nbval markers
+(``# NBVAL_…`` comment lines, ``nbval-…`` tags). The solution notebooks are not touched.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import nbformat
 
 BEGIN = re.compile(r"^(?P<indent>[ \t]*)### BEGIN SOLUTION\s*$")
 END = re.compile(r"^[ \t]*### END SOLUTION\s*$")
+NBVAL_MARKER = re.compile(r"^[ \t]*# NBVAL_\w+[ \t]*$")
 STUB = 'raise NotImplementedError("your code here")'
 
 
@@ -42,13 +44,25 @@ def strip_solutions(source: str) -> str:
     return "\n".join(out)
 
 
+def strip_nbval_markers(source: str) -> str:
+    """Drop the lines that only hold an nbval marker such as ``# NBVAL_CHECK_OUTPUT``."""
+    return "\n".join(line for line in source.splitlines() if not NBVAL_MARKER.match(line))
+
+
 def make_student_notebook(path: Path, out_dir: Path) -> Path:
     """Write the student version of one notebook into ``out_dir``; returns its path."""
     nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)  # saved widget state
     for cell in nb.cells:
+        cell.metadata.pop("execution", None)  # timestamps of the instructor's run
+        tags = [tag for tag in cell.metadata.get("tags", []) if not tag.startswith("nbval")]
+        if tags:
+            cell.metadata["tags"] = tags
+        else:
+            cell.metadata.pop("tags", None)
         if cell.cell_type == "code":
             try:
-                cell.source = strip_solutions(cell.source)
+                cell.source = strip_nbval_markers(strip_solutions(cell.source))
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
             cell.outputs = []

@@ -9,7 +9,11 @@ import torch
 from torch import Tensor
 
 from ..anchors import decode_boxes, encode_boxes, match_anchors
-from ._core import Case, run_cases
+from ._core import Case, reference, run_cases
+
+reference("encode")(encode_boxes)
+reference("decode")(decode_boxes)
+reference("match")(match_anchors)
 
 CENTRES = "dx and dy move the anchor's *centre* onto the box's centre: use (x1 + x2) / 2, not the corners."
 UNITS = "dx is measured in anchor widths and dy in anchor heights: dx = (gx - ax) / aw, dy = (gy - ay) / ah."

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor, nn
 
 from ..xai import occlusion, saliency
-from ._core import Case, run_cases
+from ._core import Case, reference, run_cases
 
 # --------------------------------------------------------------------------- hints
 
@@ -104,6 +104,9 @@ def _random_shape(generator: torch.Generator, max_side: int) -> tuple[int, int, 
 # --------------------------------------------------------------------------- saliency
 
 
+reference("saliency")(saliency)
+
+
 def _saliency_case(description: str, model: nn.Module, x: Tensor, target: int, hint: str) -> Case:
     return Case(description, (model, x, target), saliency(model, x, target), hint)
 
@@ -140,10 +143,15 @@ def check_saliency(student_fn: Callable[[nn.Module, Tensor, int], Tensor]) -> No
 # --------------------------------------------------------------------------- occlusion
 
 
-def _occlusion_case(description: str, model: nn.Module, image: Tensor, target: int, window: int, stride: int, hint: str) -> Case:
+@reference("occlusion")
+def reference_occlusion(model: nn.Module, image: Tensor, target: int, window: int, stride: int) -> Tensor:
+    """Occlusion of one ``image`` [C, H, W] with a square window over every channel → [H, W]."""
     channels = image.shape[0]
-    expected = occlusion(model, image[None], target, (channels, window, window), (channels, stride, stride))[0, 0]
-    return Case(description, (model, image, target, window, stride), expected, hint)
+    return occlusion(model, image[None], target, (channels, window, window), (channels, stride, stride))[0, 0]
+
+
+def _occlusion_case(description: str, model: nn.Module, image: Tensor, target: int, window: int, stride: int, hint: str) -> Case:
+    return Case(description, (model, image, target, window, stride), reference_occlusion(model, image, target, window, stride), hint)
 
 
 def check_occlusion(student_fn: Callable[[nn.Module, Tensor, int, int, int], Tensor]) -> None:

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..boxes import box_iou
-from ._core import Case, run_cases
+from ._core import Case, reference, run_cases
 
 CLAMP = "clamp the intersection's width and height at 0 *separately* (max(0, w), max(0, h)) before multiplying."
 NO_PLUS_ONE = "boxes that only touch share an edge, not an area: their IoU is 0. Width is x2 - x1, with no +1."
@@ -47,13 +47,22 @@ def _random_boxes(n: int, generator: torch.Generator, size: float = 20.0) -> Ten
     return torch.cat([top_left, top_left + torch.rand(n, 2, generator=generator) * size], dim=1)
 
 
+@reference("iou")
+def reference_iou(box_a: Tensor, box_b: Tensor) -> float:
+    """IoU of two xyxy boxes, each a Tensor[4]."""
+    return float(box_iou(box_a[None], box_b[None]))
+
+
+reference("pairwise_iou")(box_iou)
+
+
 def check_iou(student_fn: Callable[[Tensor, Tensor], float]) -> None:
     """Exercise 1: ``iou(box_a, box_b)`` of two xyxy boxes (each a Tensor[4]) → a number."""
-    cases = [Case(d, (_boxes(a)[0], _boxes(b)[0]), float(box_iou(_boxes(a), _boxes(b))), h) for d, a, b, h in _PAIRS]
+    cases = [Case(d, (_boxes(a)[0], _boxes(b)[0]), reference_iou(_boxes(a)[0], _boxes(b)[0]), h) for d, a, b, h in _PAIRS]
     generator = torch.Generator().manual_seed(1)
     for i in range(10):
         a, b = _random_boxes(2, generator)
-        cases.append(Case(f"random pair #{i + 1}", (a, b), float(box_iou(a[None], b[None])), DEFINITION))
+        cases.append(Case(f"random pair #{i + 1}", (a, b), reference_iou(a, b), DEFINITION))
     run_cases(student_fn, cases, "iou")
 
 

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..xai import grad_cam
 from ..xai.layers import record_layer
-from ._core import Case, run_cases
+from ._core import Case, reference, run_cases
 
 __all__ = ["check_gradcam_weights", "check_gradcam"]
 
@@ -104,8 +104,15 @@ class _Probe(nn.Module):
         return (self.layer(x) * self.gradients).sum(dim=(1, 2, 3))[:, None]  # [N, 1]
 
 
-def _reference_map(activations: Tensor, gradients: Tensor) -> Tensor:
-    """``xai.grad_cam`` for hand-made activations and gradients (through :class:`_Probe`)."""
+@reference("gradcam_weights")
+def reference_gradcam_weights(activations: Tensor, gradients: Tensor) -> Tensor:
+    """Grad-CAM's channel weights [N, C]: the spatial mean of each channel's gradient."""
+    return gradients.mean(dim=(2, 3))
+
+
+@reference("gradcam")
+def reference_gradcam(activations: Tensor, gradients: Tensor) -> Tensor:
+    """``xai.grad_cam`` [N, 1, h, w] for recorded activations and gradients (through :class:`_Probe`)."""
     return grad_cam(_Probe(gradients), "layer", activations, 0)
 
 
@@ -171,10 +178,10 @@ def _map_cases() -> list[Case]:
         Case("evidence against the class everywhere (weight -1): the map is 0",
              (positive, -torch.ones_like(positive)), torch.zeros_like(positive), NEGATIVE),
         Case("activations of both signs (a layer before its ReLU): only the positive sum survives",
-             (signed, signed_gradients), _reference_map(signed, signed_gradients), RELU_AFTER),
+             (signed, signed_gradients), reference_gradcam(signed, signed_gradients), RELU_AFTER),
         Case("a batch of 2 images whose gradients have opposite signs: each image has its own weights",
-             (pair, opposite), _reference_map(pair, opposite), KEEP_BATCH),
-        Case("a 2×5 map (h ≠ w)", (wide, wide_gradients), _reference_map(wide, wide_gradients), DEFINITION),
+             (pair, opposite), reference_gradcam(pair, opposite), KEEP_BATCH),
+        Case("a 2×5 map (h ≠ w)", (wide, wide_gradients), reference_gradcam(wide, wide_gradients), DEFINITION),
     ]
     for i, (kind, seed, n, size) in enumerate(_RANDOM):
         model, layer, inputs, target, activations, gradients = _recording(kind, seed, n, size)

@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from ..xai import pointing_game
-from ._core import Case, run_cases
+from ._core import Case, reference, run_cases
 
 DEFINITION = (
     "for each image take its heatmap's maximum pixel (row i, column j); it is a hit when the pixel's "
@@ -46,8 +46,14 @@ def _boxes(rows: list) -> Tensor:
     return torch.tensor(rows, dtype=torch.float32).reshape(-1, 4)
 
 
+@reference("pointing_game")
+def reference_pointing_game(heatmaps: Tensor, boxes: list[Tensor]) -> float:
+    """The pointing game's hit rate of ``heatmaps`` [N, H, W] against N box sets [K_i, 4]."""
+    return pointing_game(heatmaps, boxes)["hit_rate"]
+
+
 def _case(description: str, heatmaps: Tensor, boxes: list[Tensor], hint: str) -> Case:
-    return Case(description, (heatmaps, boxes), pointing_game(heatmaps, boxes)["hit_rate"], hint)
+    return Case(description, (heatmaps, boxes), reference_pointing_game(heatmaps, boxes), hint)
 
 
 def _fixed_cases() -> list[Case]:

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ..xai import deep_dream
 from ..xai.feature_visualization import dream_objective
-from ._core import Case, run_cases
+from ._core import Case, reference, run_cases
 
 __all__ = ["check_dream_step"]
 
@@ -42,8 +42,9 @@ DEFINITION = "new image = clamp(image + lr · g / (mean|g| + 1e-8), 0, 1), with 
 EPS = 1e-8
 
 
-def _reference(image: Tensor, gradient: Tensor, lr: float) -> Tensor:
-    """The expected step for the fixed cases, written from the definition."""
+@reference("dream_step")
+def reference_dream_step(image: Tensor, gradient: Tensor, lr: float) -> Tensor:
+    """One DeepDream ascent step, written from the definition: ``clamp(x + lr · g / mean|g|, 0, 1)``."""
     return (image + lr * gradient / (gradient.abs().mean() + EPS)).clamp(0, 1)
 
 
@@ -97,15 +98,15 @@ def _cases() -> list[Case]:
         Case("a gradient of -1 everywhere, lr=0.1: every pixel moves from 0.5 down to 0.4",
              (full(0.5), full(-1.0), 0.1), full(0.4), ASCENT),
         Case("a random gradient: the step is lr · g / mean|g|",
-             (image_a, direction.clone(), 0.05), _reference(image_a, direction, 0.05), SCALE_FREE),
+             (image_a, direction.clone(), 0.05), reference_dream_step(image_a, direction, 0.05), SCALE_FREE),
         Case("the same gradient × 1000: the same step (normalized)",
-             (image_b, 1000 * direction, 0.05), _reference(image_b, direction, 0.05), SCALE_FREE),
+             (image_b, 1000 * direction, 0.05), reference_dream_step(image_b, direction, 0.05), SCALE_FREE),
         Case("channels of very different gradient scales (×10, ×1, ×0.1): one mean|g| for the whole image",
-             (image_c, unbalanced.clone(), 0.05), _reference(image_c, unbalanced, 0.05), ALL_CHANNELS),
+             (image_c, unbalanced.clone(), 0.05), reference_dream_step(image_c, unbalanced, 0.05), ALL_CHANNELS),
         Case("bright pixels (0.98) pushed up by 0.05: they stop at 1",
              (full(0.98, (3, 3)), full(1.0, (3, 3)), 0.05), full(1.0, (3, 3)), CLAMP),
         Case("dark pixels (0.02), gradient +1 in column 0 and -1 elsewhere, lr=0.05: column 0 -> 0.07, the rest stop at 0",
-             (full(0.02, (3, 3)), signs, 0.05), _reference(full(0.02, (3, 3)), signs, 0.05), CLAMP),
+             (full(0.02, (3, 3)), signs, 0.05), reference_dream_step(full(0.02, (3, 3)), signs, 0.05), CLAMP),
         Case("a gradient of 0 everywhere: nothing moves (and no NaN)",
              (image_d, torch.zeros_like(image_d), 0.05), image_d.clone(), EPSILON),
     ]  # fmt: skip

@@ -9,7 +9,9 @@ from torch import Tensor
 
 from ..boxes import nms
 from ..metrics import average_precision
-from ._core import Case, run_cases
+from ._core import Case, reference, run_cases
+
+reference("nms")(nms)
 
 STRICT = "suppress only when IoU > iou_threshold (strictly): a box whose IoU equals the threshold is kept."
 ORDER = "return the kept indices by decreasing score (the order NMS keeps them), not in input order."
@@ -77,8 +79,14 @@ def _curve(hits: list[int], num_gt: int) -> tuple[Tensor, Tensor]:
     return tp / num_gt, tp / torch.arange(1, len(hits) + 1, dtype=torch.float64)
 
 
+@reference("average_precision")
+def reference_average_precision(recall: Tensor, precision: Tensor) -> float:
+    """All-point AP of a ranked list's recall [N] and precision [N]."""
+    return average_precision(recall, precision, "all_points")
+
+
 def _ap_case(description: str, recall: Tensor, precision: Tensor, hint: str) -> Case:
-    return Case(description, (recall, precision), average_precision(recall, precision, "all_points"), hint)
+    return Case(description, (recall, precision), reference_average_precision(recall, precision), hint)
 
 
 ENVELOPE = "make precision monotone from the right first: p[i] = max(p[i:]) (e.g. flip, cummax, flip)."

@@ -7,7 +7,7 @@ from typing import Callable, Sequence
 import torch
 
 from ..data import masks_to_boxes
-from ._core import Case, run_cases
+from ._core import Case, reference, run_cases
 
 
 def _mask(h: int, w: int, pixels: Sequence[tuple[int, int]]) -> torch.Tensor:
@@ -15,6 +15,12 @@ def _mask(h: int, w: int, pixels: Sequence[tuple[int, int]]) -> torch.Tensor:
     for y, x in pixels:
         mask[y, x] = 1
     return mask
+
+
+@reference("mask_to_box")
+def reference_mask_to_box(mask: torch.Tensor) -> torch.Tensor:
+    """The tight xyxy box (Tensor[4], pixel edges) of one ``[H, W]`` mask."""
+    return masks_to_boxes(mask[None])[0]
 
 
 def check_mask_to_box(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
@@ -26,10 +32,10 @@ def check_mask_to_box(student_fn: Callable[[torch.Tensor], torch.Tensor]) -> Non
         ("pixels touching the image border", _mask(6, 9, [(0, 0), (5, 8)]), "the box must reach the last row and column."),
         ("a non-square image (rows ≠ columns)", _mask(4, 12, [(1, 10), (3, 2)]), "mask.shape is (H, W): rows first."),
     ]
-    cases = [Case(d, (m,), masks_to_boxes(m[None])[0], h) for d, m, h in fixed]
+    cases = [Case(d, (m,), reference_mask_to_box(m), h) for d, m, h in fixed]
     generator = torch.Generator().manual_seed(0)
     for i in range(6):
         mask = (torch.rand((20, 30), generator=generator) > 0.97).to(torch.uint8)
         mask[int(torch.randint(20, (1,), generator=generator)), int(torch.randint(30, (1,), generator=generator))] = 1
-        cases.append(Case(f"random mask #{i + 1}", (mask,), masks_to_boxes(mask[None])[0], edge))
+        cases.append(Case(f"random mask #{i + 1}", (mask,), reference_mask_to_box(mask), edge))
     run_cases(student_fn, cases, "mask_to_box")
