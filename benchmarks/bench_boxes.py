@@ -2,8 +2,11 @@
 
     .venv/bin/python benchmarks/bench_boxes.py
 
-torchvision's NMS is a C++ loop; ours is a readable Python loop over kept boxes with one
-vectorized IoU per step, so expect it to be several times slower. The ratio column is
+torchvision's NMS is a C++ loop; ours computes the IoU of a block of boxes (up to 256 of one
+class) against the class's remaining boxes in one vectorized step and settles the block in a
+few more (see course_utils.boxes._greedy_nms), so expect it to be somewhat slower. Timings
+swing with the machine's load: torchvision's kernels are single-threaded, ours are many
+small PyTorch ops, which suffer most when the cores are oversubscribed. The ratio column is
 ours / torchvision (> 1 means ours is slower).
 """
 

@@ -7,6 +7,8 @@ IoU = intersection area / union area measures how well two boxes agree (1 = iden
 
 from __future__ import annotations
 
+import math
+
 import torch
 from torch import Tensor
 
@@ -150,24 +152,146 @@ def generalized_box_iou(boxes1: Tensor, boxes2: Tensor) -> Tensor:
     return _safe_divide(inter, union) - _safe_divide(enclosing - union, enclosing)
 
 
+# _greedy_nms resolves boxes in blocks of at most NMS_BLOCK; a label with more boxes than that
+# starts with NMS_FIRST_BLOCK and doubles. Any sizes give the same result; these are for speed.
+NMS_BLOCK = 256
+NMS_FIRST_BLOCK = 32
+NMS_MAX_ROUNDS = 8  # rounds of _resolve_block before it falls back to one box at a time
+
+
+def _float_below(value: float, dtype: torch.dtype) -> float:
+    """The largest ``dtype`` number <= ``value``.
+
+    For ``x`` of that dtype, ``x > _float_below(t, dtype)`` exactly when ``float(x) > t``:
+    no ``dtype`` number lies in between. So a float32 IoU can be compared with a threshold
+    like 0.3 (not a float32 number) as torchvision compares it, in double, without first
+    converting a whole IoU matrix to float64.
+    """
+    below = torch.tensor(value, dtype=dtype)  # the nearest dtype number, maybe above value
+    if below.item() > value:
+        below = torch.nextafter(below, torch.tensor(-math.inf, dtype=dtype))
+    return below.item()
+
+
+def _suppresses(boxes1: Tensor, boxes2: Tensor, area1: Tensor, area2: Tensor, threshold: float) -> Tensor:
+    """``[i, j]`` = IoU(boxes1[i], boxes2[j]) > threshold, Tensor[N, M] (bool); ``area*`` are the box areas.
+
+    The IoU is the float IoU of ``box_iou`` (the same operations in the same order, so the same
+    bits as torchvision's NMS), computed with in-place steps to touch the ``[N, M]`` memory few
+    times; 0 / 0 (two zero-area boxes) is NaN here, which is never > threshold, like IoU 0.
+    """
+    x1, y1, x2, y2 = (c[:, None] for c in boxes1.unbind(1))
+    u1, v1, u2, v2 = boxes2.unbind(1)
+    width = torch.minimum(x2, u2).sub_(torch.maximum(x1, u1)).clamp_(min=0)
+    height = torch.minimum(y2, v2).sub_(torch.maximum(y1, v1)).clamp_(min=0)
+    inter = width.mul_(height)
+    union = (area1[:, None] + area2[None, :]).sub_(inter)
+    return inter.div_(union) > threshold
+
+
+def _resolve_block(suppresses: Tensor) -> Tensor:
+    """Greedy NMS among B boxes sorted by decreasing score, all still candidates.
+
+    Box ``i`` is kept if no kept box before it suppresses it:
+    ``keep[i] = not any(keep[j] and suppresses[j, i] for j < i)``. Each ``keep[i]`` depends on
+    earlier entries only, so the rule has exactly one solution, and applying it to the whole
+    vector at once, starting from "keep everything", settles at least one more entry per
+    round; usually a few rounds do (as many as the longest chain of suppressions). A long
+    chain (each box removing the next) would take one round per box: after
+    ``NMS_MAX_ROUNDS`` the block is done the textbook way, one box at a time.
+
+    Args:
+        suppresses (Tensor[B, B], bool): ``[j, i]`` = box j would remove box i; only j < i is read.
+
+    Returns:
+        Tensor[B] (bool): the boxes greedy NMS keeps.
+    """
+    suppresses = suppresses.triu(diagonal=1)
+    suppressed_by = suppresses.T.contiguous()  # [i, j] = j would remove i: reduce along rows, faster
+    keep = torch.ones(len(suppresses), dtype=torch.bool, device=suppresses.device)
+    for _ in range(NMS_MAX_ROUNDS):
+        settled = ~(suppressed_by & keep).any(dim=1)
+        if torch.equal(settled, keep):
+            return keep
+        keep = settled
+    keep = torch.ones_like(keep)
+    for i in range(len(keep)):
+        if keep[i]:
+            keep[i + 1:] &= ~suppresses[i, i + 1:]
+    return keep
+
+
+def _blocks(run_lengths: list[int]) -> list[tuple[int, int, int]]:
+    """Split boxes sorted by label into blocks ``(start, stop, end)``: boxes ``start .. stop - 1``
+    are resolved together, and none of them can suppress a box at ``end`` or later (another label).
+
+    Labels with few boxes are packed together, up to NMS_BLOCK boxes a block. A label with more
+    boxes gets blocks of its own: NMS_FIRST_BLOCK, then doubling up to NMS_BLOCK. Small first
+    blocks matter when the top boxes suppress most of the rest (a crowd of near-duplicates):
+    the IoU of the boxes they remove is never computed.
+    """
+    blocks, packed, start = [], None, 0  # packed: where the block of small labels being filled starts
+    for length in run_lengths:
+        end = start + length
+        if packed is not None and end - packed > NMS_BLOCK:  # this label does not fit: close the block
+            blocks.append((packed, start, start))
+            packed = None
+        if length <= NMS_BLOCK:
+            packed = start if packed is None else packed
+        else:
+            size = NMS_FIRST_BLOCK
+            while start < end:
+                blocks.append((start, min(start + size, end), end))
+                start, size = start + size, min(2 * size, NMS_BLOCK)
+        start = end
+    if packed is not None:
+        blocks.append((packed, start, start))
+    return blocks
+
+
 def _greedy_nms(boxes: Tensor, scores: Tensor, iou_threshold: float, labels: Tensor | None = None) -> Tensor:
-    """Greedy NMS; with ``labels``, a box only suppresses boxes of its own label."""
-    order = torch.sort(scores, descending=True, stable=True).indices  # ties keep index order
-    keep = []
-    while order.numel() > 0:
-        best, rest = order[0], order[1:]
-        keep.append(best)
-        # index_select / masked_select are boxes[rest] / rest[mask] without the slower
-        # advanced-indexing path (a large cost inside this Python loop).
-        ious = _iou(boxes[best].unsqueeze(0), boxes.index_select(0, rest))[0]
-        # Compare in float64 as torchvision does: 0.3 is not a float32 number.
-        suppressed = ious.double() > iou_threshold
+    """Greedy NMS; with ``labels``, a box only suppresses boxes of its own label.
+
+    The result of the textbook loop (keep the best remaining box, drop its overlaps, repeat)
+    with few Python steps. The boxes are sorted by label, then by decreasing score (stable:
+    ties keep index order), and walked in blocks (``_blocks``). For a block, one vectorized
+    IoU of its remaining boxes against the remaining boxes from there to the end of its labels
+    says who suppresses whom; ``_resolve_block`` settles the block; its kept boxes then
+    remove their overlaps further down in one step.
+    """
+    n = len(boxes)
+    boxes = _widen(boxes)
+    by_score = torch.sort(scores, descending=True, stable=True).indices  # ties keep index order
+    order = by_score
+    if labels is not None:
+        order = by_score[torch.sort(labels[by_score], stable=True).indices]  # by label, then by score
+        labels = labels[order]
+        run_lengths = torch.unique_consecutive(labels, return_counts=True)[1].tolist()
+    else:
+        run_lengths = [n] if n else []
+    boxes = boxes[order]
+    areas = _area(boxes)
+    threshold = _float_below(iou_threshold, boxes.dtype)  # compared as torchvision does, in double
+
+    keep = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    removed = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    for start, stop, end in _blocks(run_lengths):
+        alive = start + (~removed[start:end]).nonzero().flatten()  # remaining boxes, by label and score
+        rows = int((alive < stop).sum())  # alive[:rows] are the block's own
+        if rows == 0:
+            continue
+        mine = alive[:rows]
+        suppresses = _suppresses(boxes[mine], boxes[alive], areas[mine], areas[alive], threshold)
         if labels is not None:
-            suppressed &= labels.index_select(0, rest) == labels[best]
-        order = rest.masked_select(~suppressed)
-    if not keep:
-        return torch.empty(0, dtype=torch.int64, device=boxes.device)
-    return torch.stack(keep)
+            suppresses &= labels[mine, None] == labels[None, alive]
+        kept = _resolve_block(suppresses[:, :rows])
+        keep[mine[kept]] = True
+        if rows < len(alive):
+            removed[alive[rows:]] |= suppresses[kept, rows:].any(dim=0)
+    # Back to input indices, by decreasing score (then index) across labels.
+    kept_inputs = torch.zeros(n, dtype=torch.bool, device=boxes.device)
+    kept_inputs[order] = keep
+    return by_score[kept_inputs[by_score]]
 
 
 def _check_scores(scores: object, boxes: Tensor) -> Tensor:

@@ -349,6 +349,62 @@ def test_nms_accepts_integer_boxes_and_mixed_score_dtype():
     assert cb.nms(boxes, scores, 0.5).tolist() == [1, 2]  # IoU(0, 1) = 81/119 > 0.5
 
 
+@pytest.mark.parametrize("block, first_block, max_rounds", [(1, 1, 1), (3, 2, 1), (7, 7, 2), (64, 16, 8),
+                                                            (10_000, 32, 8), (256, 32, 0)])
+def test_nms_result_does_not_depend_on_the_blocking(monkeypatch, block, first_block, max_rounds):
+    # _greedy_nms walks the boxes in blocks and settles a block in rounds: any choice, same result.
+    monkeypatch.setattr(cb, "NMS_BLOCK", block)
+    monkeypatch.setattr(cb, "NMS_FIRST_BLOCK", first_block)
+    monkeypatch.setattr(cb, "NMS_MAX_ROUNDS", max_rounds)
+    boxes, scores = random_boxes(400, 3, high=300), random_scores(400, 3, ties=True)
+    idxs = torch.randint(0, 5, (400,), generator=torch.Generator().manual_seed(3))
+    for threshold in (0.0, 0.3, 0.7):
+        assert torch.equal(cb.nms(boxes, scores, threshold), tv.nms(boxes, scores, threshold))
+        assert torch.equal(cb.batched_nms(boxes, scores, idxs, threshold),
+                           tv.batched_nms(boxes, scores, idxs, threshold))
+
+
+def test_nms_long_suppression_chain_across_blocks():
+    # Box i overlaps box i + 1 by IoU 8/12 > 0.5 and box i + 2 by 6/14 < 0.5: greedy keeps every
+    # other box, a chain far longer than a block and than the rounds of _resolve_block.
+    n = 3 * cb.NMS_BLOCK + 5
+    boxes = torch.tensor([[2.0 * i, 0.0, 2.0 * i + 10, 10.0] for i in range(n)])
+    scores = torch.linspace(1, 0, n)
+    keep = cb.nms(boxes, scores, 0.5)
+    assert keep.tolist() == list(range(0, n, 2)) == tv.nms(boxes, scores, 0.5).tolist()
+
+
+def test_nms_crowd_of_near_duplicates():
+    # The top boxes remove almost everything (what an RPN's proposals look like around objects).
+    g = torch.Generator().manual_seed(0)
+    centres = torch.rand(5, 2, generator=g) * 500
+    members = torch.randint(0, 5, (1500,), generator=g)
+    xy = centres[members] + torch.randn(1500, 2, generator=g) * 4
+    boxes = torch.cat([xy - 40, xy + 40], dim=1)
+    scores = torch.rand(1500, generator=g)
+    for threshold in (0.3, 0.7, 0.9):
+        keep = cb.nms(boxes, scores, threshold)
+        assert torch.equal(keep, tv.nms(boxes, scores, threshold))
+    assert len(cb.nms(boxes, scores, 0.3)) <= 10
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_float_below_compares_like_double(dtype):
+    # x > _float_below(t) must agree with float(x) > t for the dtype's numbers next to t.
+    for t in [0.0, 0.3, 0.5, 1 / 3, 0.7, 1.0, 0.1, 2 / 3, 0.999999] + torch.rand(20).tolist():
+        below = cb._float_below(t, dtype)
+        assert below <= t and torch.tensor(below, dtype=dtype).item() == below
+        x = torch.tensor(t, dtype=dtype)
+        neighbours = torch.stack([torch.nextafter(x, torch.tensor(-1.0, dtype=dtype)), x,
+                                  torch.nextafter(x, torch.tensor(2.0, dtype=dtype))])
+        assert ((neighbours > below) == (neighbours.double() > t)).all()
+
+
+def test_nms_half_precision_boxes():
+    boxes, scores = random_boxes(300, 4, high=400).half(), random_scores(300, 4)
+    assert torch.equal(cb.nms(boxes, scores, 0.5), cb.nms(boxes.float(), scores, 0.5))
+
+
 @CUDA
 def test_cuda_outputs_stay_on_device():
     boxes, scores = random_boxes(200, 0).cuda(), random_scores(200, 0).cuda()
