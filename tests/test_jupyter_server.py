@@ -19,6 +19,7 @@ import sys
 import threading
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +30,9 @@ ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "jupyter_config" / "jupyter_server_config.py"
 OVERRIDES = ROOT / "jupyter_config" / "lab" / "overrides.json"
 JUPYTER = Path(sys.executable).parent / "jupyter"
-URL = re.compile(r"http://(?P<host>[^:/\s]+):(?P<port>\d+)/lab\?token=(?P<token>[0-9a-f]+)")
+URL = re.compile(r"http://(?P<host>[^:/\s]+):(?P<port>\d+)(?P<path>/lab[^?\s]*)\?token=(?P<token>[0-9a-f]+)")
+NOTEBOOK_00 = "notebooks/00_welcome_and_setup.ipynb"  # where a learner lands: `make lab` and Binder
+LANDING_PAGE = f"/lab/tree/{NOTEBOOK_00}"
 
 
 # --------------------------------------------------------------------------- the static files
@@ -50,6 +53,26 @@ def test_server_config_keeps_security_on():
         assert settings.get("disable_check_xsrf", False) is False, f"{section}.disable_check_xsrf must stay False"
         assert settings.get("allow_origin", "") != "*"
     assert config.ServerApp.ip == "127.0.0.1"
+
+
+def test_server_config_lands_on_notebook_00():
+    """The server's default URL (what it prints, opens and redirects `/` to) is notebook 00 in JupyterLab.
+
+    JupyterLab passes its own default_url to the server, so the LabApp setting is the one that counts
+    for `jupyter lab`; the ServerApp one covers servers started without JupyterLab as the starter app.
+    """
+    config = load_server_config()
+    assert config.ServerApp.default_url == config.LabApp.default_url == LANDING_PAGE
+    assert (ROOT / NOTEBOOK_00).is_file()  # relative to the server's root: the repository, where `make lab` runs
+
+
+def test_make_lab_starts_jupyterlab_with_the_config_from_the_repository_root():
+    recipe = re.search(r"^lab:.*\n((?:\t.*\n)+)", (ROOT / "Makefile").read_text(), re.MULTILINE)
+    assert recipe, "the Makefile has no lab: recipe"
+    command = recipe.group(1)
+    assert "jupyter lab" in command and "--config=jupyter_config/jupyter_server_config.py" in command
+    assert "cd " not in command  # the server's root folder is the repository, so the landing page exists
+    assert "default_url" not in command and "--LabApp" not in command  # the config alone decides the landing page
 
 
 def test_postbuild_installs_the_same_server_config():
@@ -189,6 +212,35 @@ def call(server: Server, path: str, *, method: str = "GET", token: str | None = 
 def test_the_server_uses_a_long_random_token(server):
     assert len(server.token) >= 32
     assert URL.search("".join(server.log))["host"] == "127.0.0.1"
+
+
+def test_the_printed_url_opens_notebook_00_with_the_token(server):
+    printed = [match for line in server.log if (match := URL.search(line))]
+    assert printed and {m["path"] for m in printed} == {LANDING_PAGE}  # every URL it prints
+    assert {m["token"] for m in printed} == {server.token}
+    status, body = call(server, f"{LANDING_PAGE}?token={server.token}")
+    assert status == 200 and b"JupyterLab" in body
+    status, location = redirect(server, LANDING_PAGE)  # without the token: to the login page, never the notebook
+    assert status == 302 and urllib.parse.urlsplit(location).path == "/login"
+
+
+def redirect(server: Server, path: str) -> tuple[int, str]:
+    """The status and Location of ``path``'s answer, without following it."""
+
+    class NoRedirect(urllib.request.HTTPRedirectHandler):
+        def redirect_request(self, *args, **kwargs):
+            return None
+
+    try:
+        with urllib.request.build_opener(urllib.request.ProxyHandler({}), NoRedirect).open(server.base + path, timeout=20) as r:
+            return r.status, ""
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Location", "")
+
+
+def test_the_root_redirects_to_notebook_00(server):
+    status, location = redirect(server, f"/?token={server.token}")
+    assert status == 302 and urllib.parse.urlsplit(location).path == LANDING_PAGE
 
 
 @pytest.mark.parametrize("path", ["/api/contents", "/api/kernels", "/api/sessions", "/api/terminals"])

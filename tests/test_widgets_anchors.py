@@ -121,20 +121,73 @@ def test_assign_anchors_rejects_bad_input(kwargs, error, message):
         assign_anchors(**args)
 
 
-def test_anchor_figure_draws_each_kind_of_anchor_and_states_the_counts():
-    seed, stride = 3, 8
+def unique_centres(boxes: torch.Tensor) -> int:
+    return len(((boxes[:, :2] + boxes[:, 2:]) / 2).unique(dim=0))
+
+
+@pytest.mark.parametrize("stride", [16, 8])
+def test_anchor_figure_draws_each_kind_of_anchor_and_states_the_counts(stride):
+    seed = 3
     fig = anchor_figure(seed, stride=stride)
     _, target = make_scene(seed, classes=ALL_CLASSES)
     result = assign_anchors(target["boxes"], 128, stride, (16, 32, 64), (0.5, 1.0, 2.0), 0.7, 0.3)
-    counts = match_counts(result["matches"])
+    anchors, matches = result["anchors"], result["matches"]
+    counts = match_counts(matches)
+    cells = 128 // stride
     ax = fig.axes[0]
     rectangles = [p for p in ax.patches if isinstance(p, Rectangle)]
     by_style = {style: sum(r.get_linestyle() == style for r in rectangles) for style in ("-", "--", ":")}
-    assert by_style == {"-": len(target["boxes"]), "--": counts["positive"], ":": counts["ignored"]}
+    rings = [line for line in ax.lines if line.get_marker() == "o" and line.get_markerfacecolor() == "none"]
+    legend = [text.get_text() for text in ax.get_legend().get_texts()]
+    assert legend[0] == f"cell centre ({cells}×{cells}, stride {stride})" and legend[1] == "object"
+    if counts["ignored"] <= 40:  # stride 16: 31 ignored anchors, outlined
+        assert by_style == {"-": len(target["boxes"]), "--": counts["positive"], ":": counts["ignored"]}
+        assert rings == [] and legend[3] == "ignored anchor"
+    else:  # stride 8: 111 ignored anchors, too many to outline: one ring per cell that holds one
+        assert counts["ignored"] == 111
+        assert by_style == {"-": len(target["boxes"]), "--": counts["positive"], ":": 0}
+        assert len(rings) == 1 and len(rings[0].get_xdata()) == unique_centres(anchors[matches == -2])
+        assert legend[3] == "ignored anchors' centres (> 40)"
+    assert legend[2] == "positive anchor"
     title = ax.get_title()
-    assert f"2304 anchors: {counts['positive']} positive · {counts['ignored']} ignored · {counts['negative']} negative" in title
+    assert f"{len(anchors)} anchors: {counts['positive']} positive · {counts['ignored']} ignored · {counts['negative']} negative" in title
     assert ", ".join(f"{v:.2f}" for v in result["best_iou"].tolist()) in title
-    assert len(ax.lines[0].get_xdata()) == 16 * 16 * 9  # one dot per anchor (centres repeat per cell)
+    assert len(ax.lines[0].get_xdata()) == cells * cells  # one dot per cell (its anchors share the centre)
+    plt.close(fig)
+
+
+def test_a_dense_anchor_design_is_drawn_by_centres():
+    """Stride 4 with loose thresholds: hundreds of positive and ignored anchors, none outlined."""
+    fig = anchor_figure(3, stride=4, high_threshold=0.4, low_threshold=0.2)
+    ax = fig.axes[0]
+    title = ax.get_title()
+    positives, ignored = (int(title.split(f" {kind}")[0].split()[-1]) for kind in ("positive", "ignored"))
+    assert positives > 40 and ignored > 40
+    assert [p.get_linestyle() for p in ax.patches if isinstance(p, Rectangle)] == ["-"] * 4  # only the 4 objects
+    filled = [line for line in ax.lines if line.get_marker() == "o" and line.get_markerfacecolor() != "none"]
+    assert len(filled) == 4  # one set of dots per object, in its colour
+    dots = ax.lines[0]
+    assert len(dots.get_xdata()) == 32 * 32 and dots.get_alpha() < 0.5 and dots.get_markersize() < 2  # faint on a dense grid
+    assert [t.get_text() for t in ax.get_legend().get_texts()][2:] == ["positive anchors' centres (> 40)", "ignored anchors' centres (> 40)"]
+    plt.close(fig)
+
+
+def test_labels_near_the_top_edge_stay_inside_the_image():
+    """An object touching the top of the image gets its label inside its box, not over the title."""
+    for seed in range(60):
+        _, target = make_scene(seed, classes=ALL_CLASSES)
+        if float(target["boxes"][:, 1].min()) < 4:
+            break
+    else:
+        pytest.skip("no scene with an object at the top edge among the first 60")
+    fig = anchor_figure(seed)
+    ax = fig.axes[0]
+    labels = [t for t in ax.texts if t.get_text()]
+    # a label above its box (va bottom) has room below the image's top edge (-0.5): none covers the title
+    assert labels and all(t.get_va() == "top" or t.get_position()[1] >= 5.5 for t in labels)
+    top = min(labels, key=lambda t: t.get_position()[1])
+    assert top.get_va() == "top" and top.get_position()[1] >= -0.5  # moved inside its box
+    plt.close(fig)
 
 
 def test_fewer_positives_without_low_quality_matches_and_with_a_stricter_threshold():

@@ -382,7 +382,9 @@ def test_the_explorer_has_its_three_controls_and_redraws_from_its_cache(monkeypa
     method, parameter, highlight = controls["method"], controls["perplexity / n_neighbors"], controls["highlight"]
     assert [value for _, value in method.options] == ["pca", "tsne", "umap"] and method.value == "pca"
     assert parameter.disabled and (parameter.min, parameter.max, parameter.value) == (2, 39, 30)  # < N for t-SNE
-    assert [label for label, _ in highlight.options] == ["all classes", *NAMES] and highlight.value is None
+    assert [label for label, _ in highlight.options] == ["all classes", *NAMES]
+    assert highlight.value == embeddings_widget.ALL_CLASSES and highlight.index == 0  # a valid value: not shown blank
+    assert highlight.label == "all classes"
 
     method.value = "tsne"
     assert not parameter.disabled

@@ -410,6 +410,9 @@ def test_nms_figure_titles_report_the_summary():
     assert left.get_title() == f"{s['raw']} raw boxes, {s['above_score']} with score ≥ 0.20"
     assert f"{s['kept']} kept, {s['suppressed']} suppressed" in right.get_title()
     assert f"objects found {s['found']}/{len(target['boxes'])}" in right.get_title()
+    assert right.get_title().startswith("per-class NMS at IoU > 0.40:")
+    blind = M.nms_figure(seed=3, iou_threshold=0.4, score_threshold=0.2, class_aware=False).axes[1].get_title()
+    assert blind.startswith("class-blind NMS at IoU > 0.40:")  # the checkbox always changes the picture
 
 
 def test_pr_curve_figure_title():

@@ -7,18 +7,21 @@ from typing import Sequence
 import ipywidgets as W
 import matplotlib.pyplot as plt
 import torch
+from matplotlib.lines import Line2D
+from matplotlib.patches import Rectangle
 from torch import Tensor
 
 from ..anchors import BELOW_LOW_THRESHOLD, BETWEEN_THRESHOLDS, generate_anchors, match_anchors
 from ..boxes import box_iou
 from ..data import ALL_CLASSES, make_scene
 from ..validation import check_boxes, check_positive_int
-from ..viz import PALETTE, draw_boxes
-from ._base import dashboard
+from ..viz import PALETTE, draw_boxes, show_image
+from ._base import dashboard, labels_inside
 
 SIZE_OPTIONS = (8, 16, 24, 32, 48, 64, 96)
 RATIO_OPTIONS = (0.25, 0.5, 1.0, 2.0, 4.0)
 STRIDE_OPTIONS = (4, 8, 16, 32)
+MAX_OUTLINES = 40  # more anchors of one kind than this are drawn by their centres, not their outlines
 
 
 def _check_stride(stride: object, image_size: int) -> int:
@@ -75,6 +78,23 @@ def match_counts(matches: Tensor) -> dict[str, int]:
     }
 
 
+def _draw_anchors(ax, boxes: Tensor, colour, linestyle: str, linewidth: float, max_outlines: int, filled: bool) -> bool:
+    """Outline ``boxes`` (xyxy) or, when there are more than ``max_outlines``, mark only their centres
+    (a dot if ``filled``, else a ring).
+
+    Returns whether the outlines were drawn.
+    """
+    if len(boxes) <= max_outlines:
+        for x1, y1, x2, y2 in boxes.tolist():  # imshow's pixel i spans [i - 0.5, i + 0.5]
+            ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=colour,
+                                   linewidth=linewidth, linestyle=linestyle))  # fmt: skip
+        return True
+    centres = ((boxes[:, :2] + boxes[:, 2:]) / 2).unique(dim=0)  # anchors of one cell share their centre
+    ax.plot(centres[:, 0] - 0.5, centres[:, 1] - 0.5, "o", markersize=3 if filled else 3.5,
+            markerfacecolor=colour if filled else "none", markeredgecolor=colour, markeredgewidth=0.9)  # fmt: skip
+    return False
+
+
 def anchor_figure(
     seed: int,
     sizes: Sequence[float] = (16, 32, 64),
@@ -84,21 +104,39 @@ def anchor_figure(
     low_threshold: float = 0.3,
     allow_low_quality_matches: bool = True,
     image_size: int = 128,
+    max_outlines: int = MAX_OUTLINES,
 ) -> plt.Figure:
-    """A scene (shapes and digits) with its boxes, the anchor centres (dots), the ignored anchors
-    (dotted white) and the positive anchors (dashed, in their object's colour); the counts in the title."""
+    """A scene (shapes and digits) with its boxes, the anchor centres (one small dot per cell), the
+    ignored anchors (dotted white) and the positive anchors (dashed, in their object's colour); the
+    counts in the title, a legend below.
+
+    A dense design stays readable: on a grid of more than 16×16 cells the cell-centre dots are
+    smaller and fainter, and a kind of anchor with more than ``max_outlines`` anchors is drawn by
+    its anchors' centres instead of their outlines (ignored: white rings; positive: dots in their
+    object's colour), which the legend says.
+    """
     image, target = make_scene(seed, image_size=image_size, classes=ALL_CLASSES)
     result = assign_anchors(
         target["boxes"], image_size, stride, sizes, aspect_ratios, high_threshold, low_threshold, allow_low_quality_matches
     )
     anchors, matches = result["anchors"], result["matches"]
-    fig, ax = plt.subplots(figsize=(5, 5.3))
-    draw_boxes(image, anchors[matches == BETWEEN_THRESHOLDS], ax=ax, color="white", linestyle=":")
+    fig, ax = plt.subplots(figsize=(5, 5.6))
+    show_image(image, ax)
+    # every cell's centre: one dot per cell (its anchors share it), fainter on a dense grid
+    cells = image_size // stride
+    dense = cells > 16
+    centres = ((anchors[:, :2] + anchors[:, 2:]) / 2).unique(dim=0)
+    ax.plot(centres[:, 0] - 0.5, centres[:, 1] - 0.5, ".", color="0.85", alpha=0.45 if dense else 0.9,
+            markersize=1.5 if dense else 2.5, markeredgewidth=0)  # fmt: skip
+    ignored = anchors[matches == BETWEEN_THRESHOLDS]
+    ignored_outlined = _draw_anchors(ax, ignored, "white", ":", 1.0, max_outlines, filled=False)
+    positives = int((matches >= 0).sum())
+    positive_outlined = positives <= max_outlines
     for index, label in enumerate(target["labels"].tolist()):
-        draw_boxes(None, anchors[matches == index], ax=ax, color=PALETTE[label % len(PALETTE)], linestyle="--")
+        _draw_anchors(ax, anchors[matches == index], PALETTE[label % len(PALETTE)], "--", 1.5,
+                      max_outlines if positive_outlined else 0, filled=True)  # fmt: skip
     draw_boxes(None, target["boxes"], target["labels"], class_names=("background", *ALL_CLASSES), ax=ax)
-    centres = (anchors[:, :2] + anchors[:, 2:]) / 2
-    ax.plot(centres[:, 0] - 0.5, centres[:, 1] - 0.5, ".", color="0.85", markersize=2)  # imshow's pixel i spans [i - 0.5, i + 0.5]
+    labels_inside(ax)
     ax.set_xlim(-0.5, image_size - 0.5)
     ax.set_ylim(image_size - 0.5, -0.5)
     counts = match_counts(matches)
@@ -108,6 +146,21 @@ def anchor_figure(
         f"best IoU of each object with an anchor: {best}",
         fontsize=8,
     )
+
+    def kind(outlined: bool, name: str, marker: dict) -> Line2D:
+        if outlined:
+            return Line2D([], [], color="0.5", linewidth=1.5, linestyle=marker["linestyle"], label=f"{name} anchor")
+        return Line2D([], [], color="0.5", linestyle="none", marker="o", markerfacecolor=marker["face"],
+                      label=f"{name} anchors' centres (> {max_outlines})")  # fmt: skip
+
+    legend = [
+        Line2D([], [], linestyle="none", marker=".", color="0.5", label=f"cell centre ({cells}×{cells}, stride {stride})"),
+        Line2D([], [], color="0.5", linestyle="-", linewidth=2, label="object"),
+        kind(positive_outlined, "positive", dict(linestyle="--", face="0.5")),
+        kind(ignored_outlined, "ignored", dict(linestyle=":", face="none")),
+    ]
+    ax.legend(handles=legend, loc="upper center", bbox_to_anchor=(0.5, -0.01), ncol=2, fontsize=7, frameon=False,
+              handlelength=2.5, columnspacing=1.2)  # fmt: skip
     fig.tight_layout()
     return fig
 

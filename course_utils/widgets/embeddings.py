@@ -32,6 +32,7 @@ LIBRARY_DEFAULTS = {"tsne": 30.0, "umap": 15}  # sklearn's TSNE and umap-learn's
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 COLORS = plt.get_cmap("tab10").colors
 OTHER_COLOR = (0.82, 0.82, 0.82)
+ALL_CLASSES = -1  # the highlight dropdown's value for "all classes" (a Dropdown whose value is None shows blank)
 
 
 def _check_parameter(method: str, parameter: float | int | None, n: int) -> float | int | None:
@@ -333,7 +334,8 @@ def embedding_explorer(
             disabled=True, style={"description_width": "initial"},
         ),
         "highlight": W.Dropdown(
-            options=[("all classes", None), *((name, k) for k, name in enumerate(names))], value=None, description="highlight"
+            options=[("all classes", ALL_CLASSES), *((name, k) for k, name in enumerate(names))], value=ALL_CLASSES,
+            description="highlight",
         ),
     }
 
@@ -342,11 +344,11 @@ def embedding_explorer(
 
     controls["method"].observe(disable_parameter_for_pca, names="value")
 
-    def render(method: str, parameter: int, highlight: int | None) -> plt.Figure:
+    def render(method: str, parameter: int, highlight: int) -> plt.Figure:
         embedding = cache(method, parameter)
         return embedding_figure(
             cache.features, labels, method, parameter,
-            highlight=highlight, images=images, class_names=names, k=k, embedding=embedding,
+            highlight=None if highlight == ALL_CLASSES else highlight, images=images, class_names=names, k=k, embedding=embedding,
         )  # fmt: skip
 
     return dashboard(render, controls, "Embedding explorer: the same features, three maps")

@@ -118,4 +118,4 @@ def iou_explorer() -> W.VBox:
             controls[f"{box}_{name}"] = W.IntSlider(
                 value=value, min=0, max=POSITION_MAX if name in "xy" else SIZE_MAX, description=f"{box.upper()} {name}", layout=W.Layout(width="240px")
             )
-    return dashboard(iou_explorer_figure, controls, "IoU explorer: A and B are (x, y, w, h); drag to move and resize")
+    return dashboard(iou_explorer_figure, controls, "IoU explorer: A and B are (x, y, w, h); move the sliders to shift and resize them")

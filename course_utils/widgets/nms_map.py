@@ -36,7 +36,7 @@ from ..validation import (
     check_tensor,
 )
 from ..viz import draw_boxes, show_image
-from ._base import dashboard
+from ._base import dashboard, labels_inside
 
 Detections = dict[str, Tensor]  # boxes [N, 4] xyxy, scores [N], labels [N] (int64)
 AP_METHODS = ("voc11", "all_points", "coco101")
@@ -413,8 +413,11 @@ def nms_figure(seed: int, iou_threshold: float = 0.5, score_threshold: float = 0
     draw_boxes(image, above["boxes"], ax=right, color="0.6", linestyle="--")
     draw_boxes(None, target["boxes"], ax=right, color="white", linestyle=":")
     draw_boxes(None, kept["boxes"], kept["labels"], kept["scores"], CLASS_NAMES, ax=right)
+    for ax in (left, right):
+        labels_inside(ax)
     right.set_title(
-        f"NMS at IoU > {iou_threshold:.2f}: {summary['kept']} kept, {summary['suppressed']} suppressed\n"
+        f"{'per-class' if class_aware else 'class-blind'} NMS at IoU > {iou_threshold:.2f}: "
+        f"{summary['kept']} kept, {summary['suppressed']} suppressed\n"
         f"objects found {summary['found']}/{len(target['boxes'])}, extra boxes {summary['extra']}",
         fontsize=9,
     )
