@@ -100,8 +100,11 @@ def lab(tmp_path_factory):
     docmanager = user_settings / "@jupyterlab" / "docmanager-extension"
     docmanager.mkdir(parents=True)
     (docmanager / "plugin.jupyterlab-settings").write_text(json.dumps({"autosave": False}))
+    # the server a learner starts with `make lab`: no test-run settings such as MPLBACKEND=Agg (with it the
+    # kernels draw no inline figures) or the second nbval pass's forced kernels
+    learner_env = {k: v for k, v in os.environ.items() if k not in ("MPLBACKEND", "ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "OMP_NUM_THREADS")}
     env = {
-        **os.environ,
+        **learner_env,
         "JUPYTER_CONFIG_DIR": str(home / "config"),
         "JUPYTER_RUNTIME_DIR": str(home / "runtime"),
         "JUPYTER_DATA_DIR": str(home / "data"),  # a fresh notebook-signing secret: every notebook is untrusted
