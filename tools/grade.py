@@ -122,6 +122,9 @@ def grade_notebook(path: Path, exercises: list[Exercise], timeout: float = 600) 
         first_line = (str(exc).strip().splitlines() or [""])[0][:200]
         reason = f"not a readable notebook: {type(exc).__name__}: {first_line}"
         return [(e.function, "error", reason) for e in exercises] or [("(notebook)", "error", reason)], None
+    for cell in nb.cells:  # only this run's outputs count, never those saved in the file
+        if cell.cell_type == "code":
+            cell.outputs, cell.execution_count = [], None
     deadline = time.monotonic() + timeout
     current = {"index": -1}
     stopped = ""
