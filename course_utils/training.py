@@ -5,7 +5,8 @@ Only the model and the loss change between a classifier, a segmenter and a detec
 * ``loss_fn(outputs, targets)`` for models that map inputs to outputs (classification,
   segmentation), or
 * ``loss_fn=None`` for models that compute their own losses from ``model(inputs, targets)``
-  and return a dict of them (torchvision's detectors); the losses are summed.
+  and return a dict of them (torchvision's detectors); the losses are summed, and each one is
+  also kept in the history (``train_loss_classifier``, ... after the dict's keys).
 
 A batch is ``(inputs, targets)``; tensors (also inside lists and dicts) are moved to the device.
 """
@@ -148,8 +149,13 @@ def _set_rng_state(state: Mapping[str, Any], loaders: Iterable[Any]) -> None:
 # --------------------------------------------------------------------------- the loop
 
 
-def _batch_loss(model: nn.Module, batch: Any, loss_fn: LossFn | None, device: torch.device) -> tuple[Tensor, Any, Any]:
-    """The loss of one batch, plus the outputs and targets (for metrics)."""
+def _batch_loss(
+    model: nn.Module, batch: Any, loss_fn: LossFn | None, device: torch.device
+) -> tuple[Tensor, Any, Any, dict[str, Tensor]]:
+    """The loss of one batch, plus the outputs and targets (for metrics) and the model's loss dict.
+
+    The dict is empty unless ``loss_fn`` is None (the model computes its own losses).
+    """
     if not isinstance(batch, (list, tuple)) or len(batch) != 2:
         raise ValueError("each batch must be a pair (inputs, targets)")
     inputs, targets = to_device(batch, device)
@@ -157,9 +163,9 @@ def _batch_loss(model: nn.Module, batch: Any, loss_fn: LossFn | None, device: to
         losses = model(inputs, targets)
         if not isinstance(losses, Mapping):
             raise TypeError("with loss_fn=None the model must return a dict of losses (as torchvision detectors do)")
-        return sum(losses.values()), None, targets
+        return sum(losses.values()), None, targets, dict(losses)
     outputs = model(inputs)
-    return loss_fn(outputs, targets), outputs, targets
+    return loss_fn(outputs, targets), outputs, targets, {}
 
 
 def _batch_size(inputs: Any) -> int:
@@ -167,13 +173,17 @@ def _batch_size(inputs: Any) -> int:
 
 
 def _run_epoch(model, loader, loss_fn, device, optimizer=None, metrics=None, desc="", progress=True) -> dict[str, float]:
-    """One pass over ``loader``; trains when an optimizer is given. Returns sample-weighted means."""
+    """One pass over ``loader``; trains when an optimizer is given. Returns sample-weighted means.
+
+    The keys are ``loss``, the metrics' names and, with ``loss_fn=None``, the keys of the model's
+    loss dict (a key named ``loss`` would clash with the total and is not recorded on its own).
+    """
     training = optimizer is not None
     totals: dict[str, float] = {}
     seen = 0
     with torch.set_grad_enabled(training):
         for batch in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
-            loss, outputs, targets = _batch_loss(model, batch, loss_fn, device)
+            loss, outputs, targets, parts = _batch_loss(model, batch, loss_fn, device)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} ({desc}); lower the learning rate")
             if training:
@@ -183,6 +193,9 @@ def _run_epoch(model, loader, loss_fn, device, optimizer=None, metrics=None, des
             n = _batch_size(batch[0])
             seen += n
             totals["loss"] = totals.get("loss", 0.0) + loss.item() * n
+            for name, part in parts.items():
+                if name != "loss":
+                    totals[name] = totals.get(name, 0.0) + float(part.detach()) * n
             for name, fn in (metrics or {}).items():
                 totals[name] = totals.get(name, 0.0) + float(fn(outputs, targets)) * n
     if seen == 0:
@@ -220,7 +233,10 @@ def fit(
             training goes on where it stopped, giving the same result as an uninterrupted run.
 
     Returns:
-        ``{"epoch": [...], "train_loss": [...], "val_loss": [...], "val_<metric>": [...]}``.
+        ``{"epoch": [...], "train_loss": [...], "val_loss": [...], "val_<metric>": [...]}``; with
+        ``loss_fn=None`` also ``"train_<key>"`` (and ``"val_<key>"``) for each key of the model's
+        loss dict, e.g. ``train_loss_classifier``: like ``train_loss``, the epoch's mean over its
+        batches (weighted by batch size), so that the parts of a detector's loss can be plotted.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -263,7 +279,8 @@ def fit(
         model.train()
         train = _run_epoch(model, train_loader, loss_fn, device, optimizer=optimizer, desc=f"train {epoch + 1}", progress=progress)
         history["epoch"].append(epoch + 1)
-        history["train_loss"].append(train["loss"])
+        for name, value in train.items():
+            history.setdefault(f"train_{name}", []).append(value)
         if val_loader is not None:
             model.eval()
             val = _run_epoch(model, val_loader, loss_fn, device, metrics=metrics, desc=f"val {epoch + 1}", progress=progress)

@@ -5,7 +5,12 @@ manifest); ``train(name)`` reproduces the checkpoint and records its test metric
 
     python -m course_utils.zoo train --all      # what `make weights` runs
 
-Nothing is downloaded.
+Classifiers and detectors go through the same ``train``/``evaluate``/``load``: each
+``ZooModel`` says how its data are batched (``collate``), which loss ``fit`` minimizes
+(``loss=None``: the model returns its own dict of losses, as detectors do), which optimizer
+and which score (accuracy, or COCO mAP for a detector). A detector's manifest entry also has a
+``data`` field, the data set class and keyword arguments that build its test set
+(``load_test_set(name, seed=...)`` draws fresh scenes of the same kind). Nothing is downloaded.
 """
 
 from __future__ import annotations
@@ -16,17 +21,23 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Mapping
 
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
-from .data import SHAPES, SceneClassification, SpuriousScenes
+from . import data as _data
+from .data import SHAPES, SceneClassification, SpuriousScenes, collate_detection
+from .detection import FasterRCNN
+from .metrics import coco_evaluate
 from .training import fit, load_checkpoint, save_checkpoint, seed_everything
 
-__all__ = ["SmallCNN", "MODELS", "WEIGHTS_DIR", "load", "train", "evaluate", "materialize", "manifest"]
+__all__ = [
+    "SmallCNN", "MODELS", "WEIGHTS_DIR", "ZooModel", "DataSpec", "load", "train", "evaluate", "load_test_set",
+    "materialize", "draw_boxes", "accuracy", "detection_map", "manifest",
+]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "weights"
 MANIFEST = "manifest.json"
@@ -61,6 +72,16 @@ def materialize(dataset: Dataset, desc: str = "drawing scenes") -> TensorDataset
     return TensorDataset(torch.stack(images), torch.tensor(labels, dtype=torch.int64))
 
 
+BOX_KEYS = ("boxes", "labels", "area", "iscrowd", "image_id")
+
+
+def draw_boxes(dataset: Dataset, desc: str = "drawing scenes") -> list[tuple[Tensor, dict[str, Tensor]]]:
+    """Draw every detection sample once into memory: ``(image, target)`` with the box entries of the
+    target only (``BOX_KEYS``; the masks, which a box detector does not read, would be most of the memory)."""
+    samples = (dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False, disable=None))
+    return [(image, {k: v for k, v in target.items() if k in BOX_KEYS}) for image, target in samples]
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> float:
     """Top-1 accuracy of ``model`` on ``data``."""
@@ -69,9 +90,45 @@ def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> fl
     return correct / len(data)
 
 
+@torch.no_grad()
+def detection_map(model: nn.Module, data: Dataset, batch_size: int = 50) -> dict[str, float]:
+    """COCO box mAP of a detector (eval mode, torchvision's inputs/outputs) on ``(image, target)`` samples."""
+    model.eval()
+    preds, targets = [], []
+    for images, batch_targets in DataLoader(data, batch_size=batch_size, collate_fn=collate_detection):
+        preds += model(images)
+        targets += batch_targets
+    return coco_evaluate(preds, targets, iou_type="bbox")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """A data set given by its class in ``course_utils.data`` and keyword arguments, so that it can
+    be written into the manifest (``to_json``) and rebuilt from it, with a fresh seed if wanted."""
+
+    dataset: str
+    kwargs: Mapping[str, Any]
+
+    def __call__(self, **overrides: Any) -> Dataset:
+        return getattr(_data, self.dataset)(**{**self.kwargs, **overrides})
+
+    def to_json(self) -> dict[str, Any]:
+        def plain(v: Any) -> Any:
+            return list(v) if isinstance(v, tuple) else v
+
+        return {"dataset": self.dataset, "kwargs": {k: plain(v) for k, v in self.kwargs.items()}}
+
+
 @dataclass(frozen=True)
 class ZooModel:
-    """How to build, train and evaluate one zoo model."""
+    """How to build, train and evaluate one zoo model.
+
+    ``test_sets`` maps a name to a factory of a test set. ``score(model, data)`` is computed on
+    each test set after ``cache`` drew it into memory: a float recorded under the test set's name,
+    or (with ``metric_names``, for a single test set) a dict of which those keys are recorded.
+    Training is ``fit(model, DataLoader(cache(train_set()), batch_size, shuffle, collate_fn=collate),
+    loss, optimizer(model.parameters(), lr=lr), epochs)`` with a cosine learning-rate schedule.
+    """
 
     build: Callable[[], nn.Module]
     train_set: Callable[[], Dataset]
@@ -81,6 +138,28 @@ class ZooModel:
     seed: int = 0
     description: str = ""
     classes: tuple[str, ...] = field(default_factory=tuple)
+    loss: Callable[[Any, Any], Tensor] | None = nn.functional.cross_entropy
+    optimizer: Callable[..., torch.optim.Optimizer] = torch.optim.Adam
+    batch_size: int = 64
+    collate: Callable[[list], Any] | None = None
+    cache: Callable[..., Dataset] = materialize
+    score: Callable[[nn.Module, Dataset], float | Mapping[str, float]] = accuracy
+    metric_names: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if self.metric_names and len(self.test_sets) != 1:
+            raise ValueError("metric_names go with a single test set (they name the keys of its score)")
+
+    @property
+    def metrics(self) -> tuple[str, ...]:
+        """The names of the metrics recorded in the manifest."""
+        return self.metric_names or tuple(self.test_sets)
+
+    @property
+    def data(self) -> dict[str, Any] | None:
+        """The manifest's ``data`` field: how to build the (single) test set, when it is a ``DataSpec``."""
+        specs = list(self.test_sets.values())
+        return specs[0].to_json() if len(specs) == 1 and isinstance(specs[0], DataSpec) else None
 
 
 MODELS: dict[str, ZooModel] = {
@@ -102,6 +181,24 @@ MODELS: dict[str, ZooModel] = {
         epochs=6,
         description="digit 3 vs digit 8, trained where 95% of 3s are on snow and 95% of 8s on grass",
         classes=("digit 3", "digit 8"),
+    ),
+    "faster_rcnn": ZooModel(
+        build=lambda: FasterRCNN(num_classes=len(SHAPES) + 1),
+        train_set=DataSpec("SyntheticScenes", dict(length=1000, seed=1, image_size=128, classes=SHAPES)),
+        test_sets={"test": DataSpec("SyntheticScenes", dict(
+            length=200, seed=2, image_size=128, classes=SHAPES, num_objects=(1, 4), object_size=(16, 48), max_overlap=0.3,
+        ))},
+        epochs=6,
+        lr=3e-3,
+        description="the course's Faster R-CNN (SmallBackbone): boxes of 1-4 shapes in a 128×128 scene; labels 1-5",
+        classes=("background", *SHAPES),
+        loss=None,
+        optimizer=torch.optim.AdamW,
+        batch_size=8,
+        collate=collate_detection,
+        cache=draw_boxes,
+        score=detection_map,
+        metric_names=("map_50", "map", "map_75"),
     ),
 }
 
@@ -138,7 +235,24 @@ def load(name: str, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
 
 def evaluate(name: str, model: nn.Module) -> dict[str, float]:
     """The model's metrics on each of its test sets."""
-    return {metric: accuracy(model, materialize(make(), desc=metric)) for metric, make in _spec(name).test_sets.items()}
+    spec = _spec(name)
+    metrics: dict[str, float] = {}
+    for set_name, make in spec.test_sets.items():
+        score = spec.score(model, spec.cache(make(), desc=set_name))
+        if spec.metric_names:
+            metrics.update({metric: float(score[metric]) for metric in spec.metric_names})
+        else:
+            metrics[set_name] = float(score)
+    return metrics
+
+
+def load_test_set(name: str, weights_dir: Path = WEIGHTS_DIR, **overrides: Any) -> Dataset:
+    """The test set recorded in the manifest's ``data`` field of ``name``; ``seed=...`` draws fresh scenes."""
+    _spec(name)
+    entry = manifest(weights_dir).get(name)
+    if entry is None or "data" not in entry:
+        raise ValueError(f"the manifest has no 'data' field for {name!r} (only detectors and segmenters have one)")
+    return DataSpec(entry["data"]["dataset"], entry["data"]["kwargs"])(**overrides)
 
 
 def train(name: str, weights_dir: Path = WEIGHTS_DIR, epochs: int | None = None) -> dict[str, float]:
@@ -146,12 +260,15 @@ def train(name: str, weights_dir: Path = WEIGHTS_DIR, epochs: int | None = None)
     spec = _spec(name)
     seed_everything(spec.seed)
     model = spec.build()
-    train_data = materialize(spec.train_set(), desc=f"{name}: drawing scenes")
-    loader = DataLoader(train_data, batch_size=64, shuffle=True, generator=torch.Generator().manual_seed(spec.seed))
-    optimizer = torch.optim.Adam(model.parameters(), lr=spec.lr)
+    train_data = spec.cache(spec.train_set(), desc=f"{name}: drawing scenes")
+    loader = DataLoader(
+        train_data, batch_size=spec.batch_size, shuffle=True, collate_fn=spec.collate,
+        generator=torch.Generator().manual_seed(spec.seed),
+    )
+    optimizer = spec.optimizer(model.parameters(), lr=spec.lr)
     n_epochs = epochs or spec.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_epochs)
-    fit(model, loader, nn.functional.cross_entropy, optimizer, n_epochs, scheduler=scheduler, device="cpu")
+    fit(model, loader, spec.loss, optimizer, n_epochs, scheduler=scheduler, device="cpu")
     metrics = evaluate(name, model)
     weights_dir = Path(weights_dir)
     path = save_checkpoint({"model": model.state_dict()}, weights_dir / f"{name}.pt")
@@ -166,6 +283,8 @@ def train(name: str, weights_dir: Path = WEIGHTS_DIR, epochs: int | None = None)
         "epochs": n_epochs,
         "torch": torch.__version__.split("+")[0],
     }
+    if spec.data is not None:
+        entries[name]["data"] = spec.data
     (weights_dir / MANIFEST).write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
     return metrics
 

@@ -309,6 +309,57 @@ def test_fit_with_model_computed_losses_sums_them():
     assert history["val_loss"][-1] == pytest.approx(final, rel=1e-6)
 
 
+def test_fit_records_each_model_computed_loss_per_epoch():
+    """Each key of the model's loss dict gets its own history: the epoch's batch-size-weighted mean."""
+    seed_everything(0)
+    model = DictLossModel()
+    x, y = regression_data(20)
+    batches = [(x[:12], [{"y": yi} for yi in y[:12]]), (x[12:], [{"y": yi} for yi in y[12:]])]  # unequal sizes
+    history = fit(model, batches, None, torch.optim.SGD(model.parameters(), lr=0.05), 3, val_loader=batches[:1],
+                  progress=False)
+    assert set(history) == {"epoch", "train_loss", "train_loss_l2", "train_loss_l1", "val_loss", "val_loss_l2", "val_loss_l1"}
+    assert all(len(v) == 3 for v in history.values())
+    for split in ("train", "val"):
+        for total, l2, l1 in zip(history[f"{split}_loss"], history[f"{split}_loss_l2"], history[f"{split}_loss_l1"]):
+            assert l2 + l1 == pytest.approx(total, rel=1e-6)  # the parts add up to the loss that is minimized
+    with torch.no_grad():
+        final = {k: float(v) for k, v in model(*batches[0]).items()}
+    assert history["val_loss_l2"][-1] == pytest.approx(final["loss_l2"], rel=1e-6)
+    assert history["val_loss_l1"][-1] == pytest.approx(final["loss_l1"], rel=1e-6)
+    assert history["train_loss_l2"][-1] < history["train_loss_l2"][0]
+
+
+def test_fit_records_each_model_computed_loss_as_a_weighted_mean():
+    """Without an optimizer step in between, the epoch's component equals the size-weighted mean over batches."""
+    seed_everything(0)
+    model = DictLossModel()
+    x, y = regression_data(20)
+    batches = [(x[:12], [{"y": yi} for yi in y[:12]]), (x[12:], [{"y": yi} for yi in y[12:]])]
+    with torch.no_grad():
+        parts = [{k: float(v) for k, v in model(*b).items()} for b in batches]
+    history = fit(model, [batches[0]], None, torch.optim.SGD(model.parameters(), lr=0.0), 1, val_loader=batches,
+                  progress=False)
+    for key in ("loss_l2", "loss_l1"):
+        assert history[f"train_{key}"] == [pytest.approx(parts[0][key], rel=1e-6)]
+        assert history[f"val_{key}"] == [pytest.approx((12 * parts[0][key] + 8 * parts[1][key]) / 20, rel=1e-6)]
+
+
+def test_fit_keeps_the_loss_parts_across_a_resume(tmp_path):
+    def go(epochs, resume=False):
+        seed_everything(0)
+        model = DictLossModel()
+        x, y = regression_data(16)
+        batch = (x, [{"y": yi} for yi in y])
+        return fit(model, [batch], None, torch.optim.SGD(model.parameters(), lr=0.05), epochs,
+                   checkpoint_path=tmp_path / "c.pt", resume=resume, progress=False)
+
+    straight = go(4)
+    (tmp_path / "c.pt").unlink()
+    go(2)
+    assert go(4, resume=True) == straight
+    assert len(straight["train_loss_l1"]) == 4
+
+
 def test_fit_with_model_computed_losses_requires_a_dict():
     model = nn.Linear(4, 1)
 
@@ -347,6 +398,9 @@ def test_fit_trains_a_torchvision_faster_rcnn_one_epoch():
     before = {k: v.clone() for k, v in model.state_dict().items()}
     history = fit(model, loader, None, torch.optim.SGD(model.parameters(), lr=0.01), 1, progress=False)
     assert history["epoch"] == [1] and math.isfinite(history["train_loss"][0]) and history["train_loss"][0] > 0
+    parts = ["train_loss_classifier", "train_loss_box_reg", "train_loss_objectness", "train_loss_rpn_box_reg"]
+    assert set(history) == {"epoch", "train_loss", *parts}
+    assert sum(history[k][0] for k in parts) == pytest.approx(history["train_loss"][0], rel=1e-5)
     assert any(not torch.equal(before[k], v) for k, v in model.state_dict().items())
 
 

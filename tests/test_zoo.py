@@ -7,6 +7,8 @@ import pytest
 import torch
 
 from course_utils import zoo
+from course_utils.data import SHAPES, SyntheticScenes
+from course_utils.detection.faster_rcnn import SmallBackbone
 
 
 @pytest.mark.parametrize("name", sorted(zoo.MODELS))
@@ -15,8 +17,9 @@ def test_manifest_entry_is_complete(name):
     assert entry["file"] == f"{name}.pt"
     assert len(entry["sha256"]) == 64
     assert entry["command"] == f"python -m course_utils.zoo train {name}"
-    assert set(entry["metrics"]) == set(zoo.MODELS[name].test_sets)
+    assert set(entry["metrics"]) == set(zoo.MODELS[name].metrics)
     assert entry["classes"] == list(zoo.MODELS[name].classes)
+    assert entry["epochs"] >= 1 and entry["torch"]
 
 
 @pytest.mark.parametrize("name", sorted(zoo.MODELS))
@@ -29,6 +32,41 @@ def test_shipped_checkpoint_still_reaches_its_recorded_metrics(name):
     for metric, value in recorded.items():
         # the test sets are drawn from seeds, so the numbers are reproduced up to float noise
         assert measured[metric] == pytest.approx(value, abs=0.005), metric
+
+
+def test_detector_entry_records_its_test_set_and_reaches_its_goal():
+    entry = zoo.manifest()["faster_rcnn"]
+    # the data field rebuilds exactly the test set the metrics were measured on...
+    assert entry["data"] == zoo.MODELS["faster_rcnn"].data
+    assert entry["data"]["dataset"] == "SyntheticScenes"
+    assert entry["data"]["kwargs"]["classes"] == list(SHAPES) and entry["data"]["kwargs"]["image_size"] == 128
+    test = zoo.load_test_set("faster_rcnn")
+    reference = zoo.MODELS["faster_rcnn"].test_sets["test"]()
+    assert isinstance(test, SyntheticScenes) and len(test) == len(reference) == entry["data"]["kwargs"]["length"]
+    for i in (0, len(test) - 1):
+        assert torch.equal(test[i][0], reference[i][0]) and torch.equal(test[i][1]["boxes"], reference[i][1]["boxes"])
+    # ... and a fresh seed draws new scenes of the same kind
+    fresh = zoo.load_test_set("faster_rcnn", seed=123, length=3)
+    assert len(fresh) == 3 and fresh.options == test.options and not torch.equal(fresh[0][0], test[0][0])
+    # the training scenes are not the test scenes
+    assert zoo.MODELS["faster_rcnn"].train_set.kwargs["seed"] != entry["data"]["kwargs"]["seed"]
+    assert entry["metrics"]["map_50"] >= 0.93 and entry["metrics"]["map"] >= 0.70
+
+
+def test_shipped_detector_predicts_like_a_torchvision_detector():
+    model = zoo.load("faster_rcnn")
+    image, target = zoo.load_test_set("faster_rcnn")[0]
+    with torch.no_grad():
+        (pred,) = model([image])
+    assert set(pred) >= {"boxes", "labels", "scores"}
+    assert pred["labels"].dtype == torch.int64 and bool(((pred["labels"] >= 1) & (pred["labels"] <= len(SHAPES))).all())
+    best = pred["scores"] > 0.5
+    assert sorted(pred["labels"][best].tolist()) == sorted(target["labels"].tolist())
+
+
+def test_load_test_set_needs_a_data_field():
+    with pytest.raises(ValueError, match="data"):
+        zoo.load_test_set("shapes_cnn")
 
 
 def test_spurious_model_fails_when_the_backgrounds_swap():
@@ -75,6 +113,40 @@ def test_train_writes_checkpoint_and_manifest(tmp_path, monkeypatch):
     assert entry["metrics"] == {"test_accuracy": round(metrics["test_accuracy"], 4)}
     model = zoo.load("tiny", weights_dir=tmp_path)
     assert zoo.evaluate("tiny", model) == metrics  # what was saved is what was measured
+
+
+def test_train_a_detector_writes_its_data_field(tmp_path, monkeypatch):
+    scenes = dict(image_size=64, classes=SHAPES[:2], object_size=(16, 24))
+    tiny = zoo.ZooModel(
+        build=lambda: zoo.FasterRCNN(num_classes=3, backbone=SmallBackbone(8), anchor_sizes=(16, 24), representation_size=16),
+        train_set=zoo.DataSpec("SyntheticScenes", dict(length=8, seed=5, **scenes)),
+        test_sets={"test": zoo.DataSpec("SyntheticScenes", dict(length=4, seed=6, **scenes))},
+        epochs=1,
+        classes=("background", *SHAPES[:2]),
+        loss=None,
+        optimizer=torch.optim.AdamW,
+        batch_size=4,
+        collate=zoo.collate_detection,
+        cache=zoo.draw_boxes,
+        score=zoo.detection_map,
+        metric_names=("map_50", "map", "map_75"),
+    )
+    monkeypatch.setitem(zoo.MODELS, "tiny_detector", tiny)
+    metrics = zoo.train("tiny_detector", weights_dir=tmp_path)
+    entry = json.loads((tmp_path / "manifest.json").read_text())["tiny_detector"]
+    assert set(entry["metrics"]) == {"map_50", "map", "map_75"}
+    assert entry["data"] == {"dataset": "SyntheticScenes", "kwargs": {"length": 4, "seed": 6, "image_size": 64,
+                                                                      "classes": ["circle", "square"], "object_size": [16, 24]}}
+    model = zoo.load("tiny_detector", weights_dir=tmp_path)
+    assert not model.training
+    assert zoo.evaluate("tiny_detector", model) == metrics
+    assert len(zoo.load_test_set("tiny_detector", weights_dir=tmp_path)) == 4
+
+
+def test_metric_names_need_a_single_test_set():
+    with pytest.raises(ValueError, match="single test set"):
+        zoo.ZooModel(build=lambda: None, train_set=lambda: None, test_sets={"a": None, "b": None}, epochs=1,
+                     metric_names=("map",))
 
 
 def test_small_cnn_shapes():
