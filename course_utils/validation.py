@@ -84,6 +84,15 @@ def check_positive_number(value: object, name: str) -> float:
     return value
 
 
+def check_non_negative_number(value: object, name: str) -> float:
+    """Require a finite real number >= 0."""
+    if isinstance(value, bool) or not isinstance(value, Real):
+        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
+    if not math.isfinite(value) or value < 0:
+        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
+    return float(value)
+
+
 def check_choice(value: object, name: str, choices: Sequence[str]) -> str:
     """Require one of a fixed set of strings."""
     if value not in choices:

@@ -46,7 +46,7 @@ from ..anchors import (
     match_anchors,
 )
 from ..boxes import batched_nms, box_iou, nms
-from ..validation import check_positive_int, check_probability
+from ..validation import check_non_negative_number, check_positive_int, check_probability
 from .ops import roi_align, smooth_l1_loss
 
 __all__ = [
@@ -140,12 +140,13 @@ def _check_sizes(value: object, name: str) -> tuple[float, ...]:
     return tuple(out)
 
 
-def _check_non_negative(value: object, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return float(value)
+
+def _check_sampling(fg_iou_thresh: object, bg_iou_thresh: object, batch_size_per_image: object, positive_fraction: object) -> tuple[float, float, int, float]:
+    """The matching thresholds and sampling settings shared by the RPN and the RoI heads, checked."""
+    fg, bg = check_probability(fg_iou_thresh, "fg_iou_thresh"), check_probability(bg_iou_thresh, "bg_iou_thresh")
+    if bg > fg:
+        raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must be <= fg_iou_thresh ({fg_iou_thresh})")
+    return fg, bg, check_positive_int(batch_size_per_image, "batch_size_per_image"), check_probability(positive_fraction, "positive_fraction")
 
 
 # ---------------------------------------------------------------- transform
@@ -379,12 +380,9 @@ class RegionProposalNetwork(nn.Module):
                 f"({cell[i].tolist()}): use larger anchor sizes"
             )
         self.head = head
-        self.fg_iou_thresh = check_probability(fg_iou_thresh, "fg_iou_thresh")
-        self.bg_iou_thresh = check_probability(bg_iou_thresh, "bg_iou_thresh")
-        if self.bg_iou_thresh > self.fg_iou_thresh:
-            raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must be <= fg_iou_thresh ({fg_iou_thresh})")
-        self.batch_size_per_image = check_positive_int(batch_size_per_image, "batch_size_per_image")
-        self.positive_fraction = check_probability(positive_fraction, "positive_fraction")
+        self.fg_iou_thresh, self.bg_iou_thresh, self.batch_size_per_image, self.positive_fraction = _check_sampling(
+            fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction
+        )
         self._pre_nms_top_n = {
             k: check_positive_int(pre_nms_top_n[k], f"pre_nms_top_n[{k!r}]") for k in ("training", "testing")
         }
@@ -600,12 +598,9 @@ class RoIHeads(nn.Module):
         self.box_roi_pool = box_roi_pool
         self.box_head = box_head
         self.box_predictor = box_predictor
-        self.fg_iou_thresh = check_probability(fg_iou_thresh, "fg_iou_thresh")
-        self.bg_iou_thresh = check_probability(bg_iou_thresh, "bg_iou_thresh")
-        if self.bg_iou_thresh > self.fg_iou_thresh:
-            raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must be <= fg_iou_thresh ({fg_iou_thresh})")
-        self.batch_size_per_image = check_positive_int(batch_size_per_image, "batch_size_per_image")
-        self.positive_fraction = check_probability(positive_fraction, "positive_fraction")
+        self.fg_iou_thresh, self.bg_iou_thresh, self.batch_size_per_image, self.positive_fraction = _check_sampling(
+            fg_iou_thresh, bg_iou_thresh, batch_size_per_image, positive_fraction
+        )
         weights = (
             (10.0, 10.0, 5.0, 5.0) if bbox_reg_weights is None else _check_sizes(bbox_reg_weights, "bbox_reg_weights")
         )
@@ -945,7 +940,7 @@ def _check_loss_weights(loss_weights: Mapping[str, float] | None) -> dict[str, f
     for name, weight in loss_weights.items():
         if name not in weights:
             raise ValueError(f"loss_weights has an unknown loss {name!r}; the losses are {', '.join(LOSS_NAMES)}")
-        weights[name] = _check_non_negative(weight, f"loss_weights[{name!r}]")
+        weights[name] = check_non_negative_number(weight, f"loss_weights[{name!r}]")
     return weights
 
 

@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..validation import check_choice, check_finite, check_positive_int, check_tensor
+from ..validation import check_choice, check_finite, check_non_negative_number, check_positive_int, check_tensor
 from .targets import check_target, select_target
 
 __all__ = ["input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad"]
@@ -65,15 +65,6 @@ def _check_baselines(baselines: object, inputs: Tensor) -> Tensor:
         )
     baselines = baselines.to(dtype=inputs.dtype, device=inputs.device)
     return check_finite(baselines, "baselines").detach().expand_as(inputs)
-
-
-def _check_non_negative(value: object, name: str) -> float:
-    """Require a finite real number >= 0."""
-    if isinstance(value, bool) or not isinstance(value, Real):
-        raise TypeError(f"{name} must be a number, got {type(value).__name__}")
-    if not math.isfinite(value) or value < 0:
-        raise ValueError(f"{name} must be a finite number >= 0, got {value}")
-    return float(value)
 
 
 def _check_sizes(value: object, name: str, ndim: int) -> tuple[int, ...]:
@@ -167,7 +158,7 @@ def smoothgrad(
     """
     inputs = _check_model_and_inputs(model, inputs)
     n_samples = check_positive_int(n_samples, "n_samples")
-    stdev = _check_non_negative(stdev, "stdev")
+    stdev = check_non_negative_number(stdev, "stdev")
     seed = check_positive_int(seed, "seed", allow_zero=True)
     target = check_target(target, len(inputs))
 
