@@ -4,6 +4,8 @@
   detector or an instance segmenter, equal to pycocotools' ``COCOeval.stats``.
 * ``average_precision``: the area under one precision-recall curve, the COCO way (101 points),
   the PASCAL VOC 2007 way (11 points) or the VOC 2010+ way (all points).
+* ``proposal_recall``: the fraction of ground-truth boxes that some region proposal covers,
+  the number by which region-proposal methods (sliding windows, selective search, an RPN) compare.
 * ``confusion_matrix`` and ``segmentation_scores``: pixel accuracy, IoU and Dice of a semantic
   segmentation, as in torchvision's reference scripts.
 
@@ -20,9 +22,18 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from .validation import check_boxes, check_choice, check_finite, check_positive_int, check_same_length, check_tensor
+from .boxes import box_iou
+from .validation import (
+    check_boxes,
+    check_choice,
+    check_finite,
+    check_positive_int,
+    check_probability,
+    check_same_length,
+    check_tensor,
+)
 
-__all__ = ["coco_evaluate", "average_precision", "confusion_matrix", "segmentation_scores"]
+__all__ = ["coco_evaluate", "average_precision", "proposal_recall", "confusion_matrix", "segmentation_scores"]
 
 # The COCO protocol's parameters, those of pycocotools' ``Params`` (numpy's linspace values bit for
 # bit: the recall point "0.70" is 0.7000000000000001, which a recall of exactly 0.7 does not reach).
@@ -579,6 +590,39 @@ def coco_evaluate(
         det_class, det_rank, dets.score, _outside_area_ranges(dets.area), match, gt_class, gt_ignore, len(classes)
     )
     return _summarize(precision, recall)
+
+
+# ---------------------------------------------------------------------------------------------
+# Region proposals
+# ---------------------------------------------------------------------------------------------
+def proposal_recall(
+    proposals: Sequence[Tensor], targets: Sequence[Mapping[str, Tensor]], iou_threshold: float = 0.5
+) -> float:
+    """Fraction of the ground-truth boxes of all images covered by a proposal of their image with
+    IoU >= ``iou_threshold`` (classes play no part: proposals have none).
+
+    Args:
+        proposals: one Tensor[P_i, 4] (xyxy) per image; P_i may be 0.
+        targets: one dict per image with ``boxes`` (Tensor[G_i, 4] xyxy).
+
+    Returns:
+        float in [0, 1]; 0.0 when there is no ground-truth box at all.
+    """
+    if not isinstance(proposals, Sequence) or not isinstance(targets, Sequence):
+        raise TypeError("proposals and targets must be sequences (one entry per image)")
+    if len(proposals) != len(targets):
+        raise ValueError(f"proposals and targets must have one entry per image, got {len(proposals)} and {len(targets)}")
+    iou_threshold = check_probability(iou_threshold, "iou_threshold")
+    found = total = 0
+    for i, (props, target) in enumerate(zip(proposals, targets)):
+        props = check_boxes(props, f"proposals[{i}]")
+        if not isinstance(target, Mapping) or "boxes" not in target:
+            raise ValueError(f"targets[{i}] must be a dict with 'boxes'")
+        gt = check_boxes(target["boxes"], f"targets[{i}]['boxes']")
+        total += len(gt)
+        if len(gt) and len(props):
+            found += int((box_iou(gt, props).max(dim=1).values >= iou_threshold).sum())
+    return found / total if total else 0.0
 
 
 # ---------------------------------------------------------------------------------------------

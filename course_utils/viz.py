@@ -59,6 +59,7 @@ def draw_boxes(
     ax: Axes | None = None,
     color: str | None = None,
     linestyle: str = "-",
+    linewidth: float = 2.0,
 ) -> Axes:
     """Draw xyxy boxes (on ``image`` if given), each with its class name and score.
 
@@ -73,7 +74,7 @@ def draw_boxes(
     for (x1, y1, x2, y2), label, score in zip(boxes.tolist(), labels, scores):
         c = color or PALETTE[(label or 0) % len(PALETTE)]
         # pixel i spans [i - 0.5, i + 0.5] in imshow's coordinates
-        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=2, linestyle=linestyle))
+        ax.add_patch(Rectangle((x1 - 0.5, y1 - 0.5), x2 - x1, y2 - y1, fill=False, edgecolor=c, linewidth=linewidth, linestyle=linestyle))
         text = [class_names[label] if class_names is not None and label is not None else (str(label) if label is not None else "")]
         if score is not None:
             text.append(f"{score:.2f}")

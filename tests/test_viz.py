@@ -85,6 +85,9 @@ def test_draw_boxes_without_image_labels_or_scores():
     ax = viz.draw_boxes(None, BOXES[:2], scores=torch.tensor([0.5, 0.125]), color="red", linestyle="--")
     assert [t.get_text() for t in ax.texts] == ["0.50", "0.12"]
     assert all(r.get_linestyle() == "--" for r in rectangles(ax))
+    assert all(r.get_linewidth() == 2.0 for r in rectangles(ax))
+    ax = viz.draw_boxes(None, BOXES[:2], linewidth=0.5)
+    assert all(r.get_linewidth() == 0.5 for r in rectangles(ax))
 
 
 def test_draw_boxes_with_no_boxes():
