@@ -15,6 +15,7 @@ from .welcome import check_mask_to_box  # 00
 from .boxes import check_iou, check_pairwise_iou  # 01
 from .anchors import check_decode, check_encode, check_match  # 02
 from .nms_map import check_average_precision, check_nms  # 03
+from .two_stage import check_fastrcnn_loss, check_filter_proposals, check_roi_pool  # 04
 from .attribution import check_occlusion, check_saliency  # 08
 from .cam import check_gradcam, check_gradcam_weights  # 09
 from .feature_visualization import check_dream_step  # 10
@@ -26,6 +27,7 @@ __all__ = [
     "check_iou", "check_pairwise_iou",
     "check_encode", "check_decode", "check_match",
     "check_nms", "check_average_precision",
+    "check_roi_pool", "check_filter_proposals", "check_fastrcnn_loss",
     "check_saliency", "check_occlusion",
     "check_gradcam_weights", "check_gradcam",
     "check_dream_step",

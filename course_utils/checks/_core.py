@@ -104,6 +104,9 @@ def _shape(value: Any) -> tuple | None:
 
 
 def _same(answer: Any, expected: Any, atol: float) -> bool:
+    if isinstance(expected, (tuple, list)):  # several results (e.g. two losses): each compared on its own
+        return (isinstance(answer, (tuple, list)) and len(answer) == len(expected)
+                and all(_same(a, e, atol) for a, e in zip(answer, expected)))
     if isinstance(expected, torch.Tensor):
         if not isinstance(answer, torch.Tensor):
             try:

@@ -6,6 +6,7 @@ that compute what is shown; the tests call those functions directly, without a b
 
 from .anchors import anchor_explorer, anchor_figure, assign_anchors, match_counts
 from .cam import cam_explorer, cam_figure, class_heatmap, class_probabilities, conv_blocks, explorer_scene, layer_map
+from .detection import detect, detection_explorer, detection_figure, detection_summary, map50, proposals
 from .embeddings import (
     EmbeddingCache,
     add_thumbnails,
@@ -37,7 +38,7 @@ from .scenes import scene_explorer, scene_figure
 
 __all__ = [
     # the dashboards
-    "scene_explorer", "iou_explorer", "anchor_explorer", "nms_explorer", "pr_curve_explorer",
+    "scene_explorer", "iou_explorer", "anchor_explorer", "nms_explorer", "pr_curve_explorer", "detection_explorer",
     "occlusion_explorer", "cam_explorer", "embedding_explorer",
     # the pure functions behind them
     "scene_figure",
@@ -45,6 +46,7 @@ __all__ = [
     "assign_anchors", "match_counts", "anchor_figure",
     "simulate_detections", "filter_detections", "nms_steps", "nms_steps_figure", "nms_summary", "nms_figure",
     "match_detections", "pr_curve", "precision_envelope", "draw_pr_curve", "pr_curve_figure",
+    "detect", "proposals", "map50", "detection_summary", "detection_figure",
     "window_starts", "forward_passes", "occlusion_map", "occlusion_figure",
     "conv_blocks", "explorer_scene", "layer_map", "class_heatmap", "class_probabilities", "cam_figure",
     "EmbeddingCache", "embed", "spread_indices", "scatter_embedding", "add_thumbnails", "explorer_scores", "embedding_figure",
