@@ -156,9 +156,9 @@ def detection_figure(
     covered = int((box_iou(boxes, target["boxes"]).amax(0) >= 0.5).sum()) if len(boxes) else 0
     fig, (left, right) = plt.subplots(1, 2, figsize=(9, 4.8))
     show_image(image, left)
-    draw_boxes(None, boxes, ax=left, color="gold")
+    draw_boxes(None, boxes, ax=left, color="gold", linewidth=0.8)
     for patch in left.patches:
-        patch.set(linewidth=0.8, alpha=0.45)
+        patch.set_alpha(0.45)
     draw_boxes(None, target["boxes"], ax=left, color="white", linestyle=":")
     left.set_title(f"RPN: {len(boxes)} proposals (at most {rpn_proposals})\n"
                    f"objects with a proposal at IoU ≥ 0.5: {covered}/{len(target['boxes'])}", fontsize=9)
