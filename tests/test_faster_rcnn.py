@@ -1,4 +1,4 @@
-"""course_utils.detection.faster_rcnn against torchvision's FasterRCNN holding the same weights.
+"""course_utils.detection's FasterRCNN (and its modules) against torchvision's FasterRCNN holding the same weights.
 
 Eval mode: same detections (boxes and scores to 1e-4, same labels, same order) over random-weight
 models, image sizes (multiples of 32 or not) and batches; the RPN's proposals are the same
@@ -19,7 +19,9 @@ from torch import nn
 
 from course_utils.data import SyntheticScenes, collate_detection
 from course_utils.detection import faster_rcnn as fr
+from course_utils.detection.backbone import SmallBackbone
 from course_utils.detection.faster_rcnn import FasterRCNN, to_torchvision
+from course_utils.detection.roi_heads import infer_spatial_scale
 from course_utils.training import fit
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -113,7 +115,7 @@ MODELS = {
         seed=3, min_size=112, max_size=160, box_score_thresh=0.01, box_detections_per_img=40
     ),
     "narrow backbone, sharp scores": dict(
-        seed=4, backbone=fr.SmallBackbone(width=16), spread=3.0, box_roi_sampling_ratio=-1
+        seed=4, backbone=SmallBackbone(width=16), spread=3.0, box_roi_sampling_ratio=-1
     ),
 }
 
@@ -216,8 +218,8 @@ def test_no_resize_equals_torchvision_resize_at_scale_one():
 
 def test_spatial_scale_inferred_as_torchvision():
     """A 65-pixel-high image padded to 96 gives a 12-cell map: torchvision infers 1/4, not 1/8."""
-    assert fr.infer_spatial_scale(16, 128) == fr.infer_spatial_scale(16, 100) == 1 / 8
-    assert fr.infer_spatial_scale(12, 65) == 1 / 4
+    assert infer_spatial_scale(16, 128) == infer_spatial_scale(16, 100) == 1 / 8
+    assert infer_spatial_scale(12, 65) == 1 / 4
     model = random_model(8)
     tv = to_torchvision(model)  # fresh: its pooler infers the scale at its first call, and keeps it
     images = images_of([(65, 80)], seed=5)
@@ -478,9 +480,17 @@ def test_bad_input(call, error, message):
 
 
 def test_never_imports_torchvision_detection():
-    """The course's detector is built from the course's parts; only to_torchvision reaches for torchvision."""
+    """The course's detector is built from the course's parts; only to_torchvision reaches for torchvision.
+
+    Every module of course_utils.detection is imported first, not only those FasterRCNN needs.
+    """
     code = (
-        "import sys, torch\n"
+        "import importlib, pkgutil, sys, torch\n"
+        "import course_utils.detection as detection\n"
+        "names = {info.name for info in pkgutil.iter_modules(detection.__path__)}\n"
+        "assert {'ops', 'transform', '_utils', 'backbone', 'rpn', 'roi_heads', 'faster_rcnn'} <= names, names\n"
+        "for name in sorted(names):\n"
+        "    importlib.import_module(f'course_utils.detection.{name}')\n"
         "from course_utils.detection.faster_rcnn import FasterRCNN\n"
         "m = FasterRCNN(num_classes=3)\n"
         "m.train()(([torch.rand(3, 64, 64)]), [{'boxes': torch.tensor([[4.0, 4.0, 30.0, 30.0]]), 'labels': torch.tensor([1])}])\n"

@@ -8,7 +8,7 @@ import torch
 
 from course_utils import zoo
 from course_utils.data import SHAPES, SyntheticScenes
-from course_utils.detection.faster_rcnn import SmallBackbone
+from course_utils.detection.backbone import SmallBackbone
 
 
 @pytest.mark.parametrize("name", sorted(zoo.MODELS))
