@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
+import torchvision
 from torch import nn
 
 from course_utils import checks
@@ -33,7 +34,7 @@ def _exercises(nb) -> tuple[list[str], list[tuple[str, str]]]:
 
 
 def _namespace(sources: list[str]) -> dict:
-    namespace = {"torch": torch, "nn": nn, "F": F, "np": np, "math": math, "checks": checks}
+    namespace = {"torch": torch, "torchvision": torchvision, "nn": nn, "F": F, "np": np, "math": math, "checks": checks}
     for source in sources:
         exec(compile(source, "<exercise cell>", "exec"), namespace)
     return namespace
