@@ -1,17 +1,18 @@
-"""Helpers shared by the RPN and the RoI heads: box clipping and filtering, balanced sampling, argument checks."""
+"""Helpers shared by the detectors' parts: box clipping and filtering, balanced sampling, checks of
+images, targets and settings."""
 
 from __future__ import annotations
 
 import math
 from numbers import Real
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
 
 from ..validation import check_positive_int, check_probability
 
-__all__ = ["clip_boxes_to_image", "remove_small_boxes", "sample_positive_negative"]
+__all__ = ["clip_boxes_to_image", "remove_small_boxes", "sample_positive_negative", "check_images", "check_targets"]
 
 
 def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
@@ -75,3 +76,86 @@ def _check_sampling(fg_iou_thresh: object, bg_iou_thresh: object, batch_size_per
     if bg > fg:
         raise ValueError(f"bg_iou_thresh ({bg_iou_thresh}) must be <= fg_iou_thresh ({fg_iou_thresh})")
     return fg, bg, check_positive_int(batch_size_per_image, "batch_size_per_image"), check_probability(positive_fraction, "positive_fraction")
+
+
+def check_images(images: object, channels: int = 3) -> list[Tensor]:
+    """A detector's images: a non-empty list of finite float Tensor[channels, H_i, W_i] (or one
+    Tensor[N, channels, H, W], split into a list); clear errors name the offending image."""
+    if isinstance(images, Tensor):
+        if images.ndim != 4:
+            raise ValueError(
+                "images must be a list of Tensor[3, H, W] (or one Tensor[N, 3, H, W]), "
+                f"got a tensor of shape {tuple(images.shape)}"
+            )
+        images = list(images.unbind(0))
+    if not isinstance(images, (list, tuple)):
+        raise TypeError(f"images must be a list of Tensor[3, H, W], got {type(images).__name__}")
+    if not images:
+        raise ValueError("images is empty: give at least one Tensor[3, H, W]")
+    for i, image in enumerate(images):
+        if not isinstance(image, Tensor):
+            raise TypeError(f"images[{i}] must be a torch.Tensor, got {type(image).__name__}")
+        if image.ndim != 3:
+            raise ValueError(
+                f"images[{i}] must have shape [{channels}, H, W], got {tuple(image.shape)} ({image.ndim} dimensions)"
+            )
+        if image.shape[0] != channels:
+            raise ValueError(
+                f"images[{i}] must have {channels} channels (shape [{channels}, H, W]), got shape {tuple(image.shape)}"
+            )
+        if image.shape[1] == 0 or image.shape[2] == 0:
+            raise ValueError(f"images[{i}] is empty: shape {tuple(image.shape)}")
+        if not image.is_floating_point():
+            raise TypeError(f"images[{i}] must be a float tensor with values in [0, 1], got dtype {image.dtype}")
+        if not bool(torch.isfinite(image).all()):
+            raise ValueError(f"images[{i}] contains NaN or infinite values")
+    return list(images)
+
+
+def check_targets(targets: object, num_images: int, num_classes: int) -> list[dict[str, Tensor]]:
+    """One target dict per image: ``boxes`` float Tensor[G, 4] with x2 > x1 and y2 > y1, ``labels``
+    integer Tensor[G] in [1, num_classes) (0 is the background); labels come back as int64."""
+    if not isinstance(targets, (list, tuple)):
+        raise TypeError(f"targets must be a list of dicts with 'boxes' and 'labels', got {type(targets).__name__}")
+    if len(targets) != num_images:
+        raise ValueError(
+            f"targets has {len(targets)} entries but there are {num_images} images: give one dict per image"
+        )
+    checked = []
+    for i, target in enumerate(targets):
+        if not isinstance(target, Mapping):
+            raise TypeError(f"targets[{i}] must be a dict with 'boxes' and 'labels', got {type(target).__name__}")
+        for key in ("boxes", "labels"):
+            if key not in target:
+                raise ValueError(f"targets[{i}] has no {key!r} entry")
+            if not isinstance(target[key], Tensor):
+                raise TypeError(f"targets[{i}][{key!r}] must be a torch.Tensor, got {type(target[key]).__name__}")
+        boxes, labels = target["boxes"], target["labels"]
+        if boxes.ndim != 2 or boxes.shape[1] != 4:
+            raise ValueError(f"targets[{i}]['boxes'] must have shape [G, 4], got {tuple(boxes.shape)}")
+        if not boxes.is_floating_point():
+            raise TypeError(f"targets[{i}]['boxes'] must be a float tensor, got dtype {boxes.dtype}")
+        if not bool(torch.isfinite(boxes).all()):
+            raise ValueError(f"targets[{i}]['boxes'] contains NaN or infinite values")
+        degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
+        if bool(degenerate.any()):
+            j = int(degenerate.nonzero()[0, 0])
+            raise ValueError(
+                f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} is degenerate: "
+                "boxes need x2 > x1 and y2 > y1 (positive width and height)"
+            )
+        if labels.ndim != 1 or labels.shape[0] != boxes.shape[0]:
+            raise ValueError(
+                f"targets[{i}]['labels'] must have shape [{boxes.shape[0]}] (one per box), got {tuple(labels.shape)}"
+            )
+        if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
+            raise TypeError(f"targets[{i}]['labels'] must hold integer class indices, got dtype {labels.dtype}")
+        bad = (labels < 1) | (labels >= num_classes)
+        if bool(bad.any()):
+            j = int(bad.nonzero()[0, 0])
+            raise ValueError(
+                f"targets[{i}]['labels'][{j}] = {int(labels[j])} is out of range: "
+                f"labels must be in [1, {num_classes}) (0 is the background)"
+            )
+        checked.append({**target, "labels": labels.to(torch.int64)})
+    return checked

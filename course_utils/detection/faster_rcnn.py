@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ..validation import check_non_negative_number, check_positive_int
-from ._utils import _check_sizes
+from ._utils import _check_sizes, check_images, check_targets
 from .backbone import SmallBackbone
 from .roi_heads import FastRCNNPredictor, RoIAlignPooler, RoIHeads, TwoMLPHead
 from .rpn import RegionProposalNetwork, RPNHead
@@ -167,93 +167,15 @@ class FasterRCNN(nn.Module):
             box_detections_per_img,
         )
 
-    def _check_images(self, images: object) -> list[Tensor]:
-        if isinstance(images, Tensor):
-            if images.ndim != 4:
-                raise ValueError(
-                    "images must be a list of Tensor[3, H, W] (or one Tensor[N, 3, H, W]), "
-                    f"got a tensor of shape {tuple(images.shape)}"
-                )
-            images = list(images.unbind(0))
-        if not isinstance(images, (list, tuple)):
-            raise TypeError(f"images must be a list of Tensor[3, H, W], got {type(images).__name__}")
-        if not images:
-            raise ValueError("images is empty: give at least one Tensor[3, H, W]")
-        channels = len(self.transform.image_mean)
-        for i, image in enumerate(images):
-            if not isinstance(image, Tensor):
-                raise TypeError(f"images[{i}] must be a torch.Tensor, got {type(image).__name__}")
-            if image.ndim != 3:
-                raise ValueError(
-                    f"images[{i}] must have shape [{channels}, H, W], got {tuple(image.shape)} ({image.ndim} dimensions)"
-                )
-            if image.shape[0] != channels:
-                raise ValueError(
-                    f"images[{i}] must have {channels} channels (shape [{channels}, H, W]), got shape {tuple(image.shape)}"
-                )
-            if image.shape[1] == 0 or image.shape[2] == 0:
-                raise ValueError(f"images[{i}] is empty: shape {tuple(image.shape)}")
-            if not image.is_floating_point():
-                raise TypeError(f"images[{i}] must be a float tensor with values in [0, 1], got dtype {image.dtype}")
-            if not bool(torch.isfinite(image).all()):
-                raise ValueError(f"images[{i}] contains NaN or infinite values")
-        return list(images)
-
-    def _check_targets(self, targets: object, num_images: int) -> list[dict[str, Tensor]]:
-        if not isinstance(targets, (list, tuple)):
-            raise TypeError(f"targets must be a list of dicts with 'boxes' and 'labels', got {type(targets).__name__}")
-        if len(targets) != num_images:
-            raise ValueError(
-                f"targets has {len(targets)} entries but there are {num_images} images: give one dict per image"
-            )
-        checked = []
-        for i, target in enumerate(targets):
-            if not isinstance(target, Mapping):
-                raise TypeError(f"targets[{i}] must be a dict with 'boxes' and 'labels', got {type(target).__name__}")
-            for key in ("boxes", "labels"):
-                if key not in target:
-                    raise ValueError(f"targets[{i}] has no {key!r} entry")
-                if not isinstance(target[key], Tensor):
-                    raise TypeError(f"targets[{i}][{key!r}] must be a torch.Tensor, got {type(target[key]).__name__}")
-            boxes, labels = target["boxes"], target["labels"]
-            if boxes.ndim != 2 or boxes.shape[1] != 4:
-                raise ValueError(f"targets[{i}]['boxes'] must have shape [G, 4], got {tuple(boxes.shape)}")
-            if not boxes.is_floating_point():
-                raise TypeError(f"targets[{i}]['boxes'] must be a float tensor, got dtype {boxes.dtype}")
-            if not bool(torch.isfinite(boxes).all()):
-                raise ValueError(f"targets[{i}]['boxes'] contains NaN or infinite values")
-            degenerate = (boxes[:, 2] <= boxes[:, 0]) | (boxes[:, 3] <= boxes[:, 1])
-            if bool(degenerate.any()):
-                j = int(degenerate.nonzero()[0, 0])
-                raise ValueError(
-                    f"targets[{i}]['boxes'][{j}] = {boxes[j].tolist()} is degenerate: "
-                    "boxes need x2 > x1 and y2 > y1 (positive width and height)"
-                )
-            if labels.ndim != 1 or labels.shape[0] != boxes.shape[0]:
-                raise ValueError(
-                    f"targets[{i}]['labels'] must have shape [{boxes.shape[0]}] (one per box), got {tuple(labels.shape)}"
-                )
-            if labels.is_floating_point() or labels.is_complex() or labels.dtype == torch.bool:
-                raise TypeError(f"targets[{i}]['labels'] must hold integer class indices, got dtype {labels.dtype}")
-            bad = (labels < 1) | (labels >= self.num_classes)
-            if bool(bad.any()):
-                j = int(bad.nonzero()[0, 0])
-                raise ValueError(
-                    f"targets[{i}]['labels'][{j}] = {int(labels[j])} is out of range: "
-                    f"labels must be in [1, {self.num_classes}) (0 is the background)"
-                )
-            checked.append({**target, "labels": labels.to(torch.int64)})
-        return checked
-
     def forward(
         self, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]] | None = None
     ) -> list[dict[str, Tensor]] | dict[str, Tensor]:
         """Detections (eval mode) or the weighted losses (training mode); see the class docstring."""
-        images = self._check_images(images)
+        images = check_images(images, len(self.transform.image_mean))
         if self.training and targets is None:
             raise ValueError("targets is required in training mode: one dict with 'boxes' and 'labels' per image")
         if targets is not None:
-            targets = self._check_targets(targets, len(images))
+            targets = check_targets(targets, len(images), self.num_classes)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(images, targets)
         feature = self.backbone(batch.tensors)
