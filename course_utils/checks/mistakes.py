@@ -14,6 +14,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..boxes import nms
+from ..detection._utils import clip_boxes_to_image, remove_small_boxes
+from ..detection.rpn import RPN_MIN_SIZE
 
 __all__ = [
     "mask_to_box_off_by_one", "iou_clamping_the_product", "match_with_strict_high",
@@ -62,10 +64,8 @@ def filter_proposals_nms_before_topk(
     boxes: Tensor, logits: Tensor, image_size: tuple[int, int], pre_nms_top_n: int, post_nms_top_n: int, iou_threshold: float
 ) -> Tensor:
     """04: NMS over every box first, then the ``pre_nms_top_n`` best: top-k no longer decides which boxes NMS sees."""
-    height, width = image_size
-    boxes = torch.stack([boxes[:, 0].clamp(0, width), boxes[:, 1].clamp(0, height),
-                         boxes[:, 2].clamp(0, width), boxes[:, 3].clamp(0, height)], dim=1)
-    wide = (boxes[:, 2] - boxes[:, 0] >= 1e-3) & (boxes[:, 3] - boxes[:, 1] >= 1e-3)
+    boxes = clip_boxes_to_image(boxes, image_size)
+    wide = remove_small_boxes(boxes, RPN_MIN_SIZE)
     boxes, scores = boxes[wide], torch.sigmoid(logits[wide])
     return boxes[nms(boxes, scores, iou_threshold)[:pre_nms_top_n][:post_nms_top_n]]
 

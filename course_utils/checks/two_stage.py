@@ -10,9 +10,9 @@ from torch import Tensor
 
 from ..boxes import nms
 from ..detection import roi_pool, smooth_l1_loss
+from ..detection._utils import clip_boxes_to_image, remove_small_boxes
+from ..detection.rpn import RPN_MIN_SIZE
 from ._core import Case, reference, run_cases
-
-MIN_SIZE = 1e-3  # the RPN drops proposals thinner than this (pixels)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -93,11 +93,8 @@ def reference_filter_proposals(
     1e-3, NMS on the sigmoid scores, the first ``post_nms_top_n``.
     """
     top = logits.topk(min(pre_nms_top_n, len(logits))).indices
-    boxes, scores = boxes[top], torch.sigmoid(logits[top])
-    height, width = image_size
-    x1, y1, x2, y2 = boxes.unbind(1)
-    boxes = torch.stack([x1.clamp(0, width), y1.clamp(0, height), x2.clamp(0, width), y2.clamp(0, height)], dim=1)
-    wide = (boxes[:, 2] - boxes[:, 0] >= MIN_SIZE) & (boxes[:, 3] - boxes[:, 1] >= MIN_SIZE)
+    boxes, scores = clip_boxes_to_image(boxes[top], image_size), torch.sigmoid(logits[top])
+    wide = remove_small_boxes(boxes, RPN_MIN_SIZE)  # the RPN's own clipping and filtering
     boxes, scores = boxes[wide], scores[wide]
     return boxes[nms(boxes, scores, iou_threshold)[:post_nms_top_n]]
 
