@@ -175,7 +175,8 @@ class YOLO(nn.Module):
 
     Args:
         num_classes: classes including the background (labels 1 .. num_classes - 1).
-        backbone: any module [N, 3, s, s] -> [N, C, h, w] with ``out_channels``; default ``SmallBackbone(32)``.
+        backbone: any module [N, 3, s, s] -> [N, C, h, w] with ``out_channels``, its map average-pooled to
+            S × S; default ``SmallBackbone(32, extra_blocks=1)`` (stride 16: 8 × 8 on 128 px).
         image_size: every image is resized to ``image_size`` × ``image_size``; a multiple of ``grid_size``.
         grid_size: S, cells per side. boxes_per_cell: B >= 1.
         lambda_coord, lambda_noobj: the loss weights of the paper (5 and 0.5).
@@ -211,7 +212,7 @@ class YOLO(nn.Module):
         self.score_thresh = check_probability(score_thresh, "score_thresh")
         self.nms_thresh = check_probability(nms_thresh, "nms_thresh")
         self.detections_per_img = check_positive_int(detections_per_img, "detections_per_img")
-        self.backbone = SmallBackbone(32) if backbone is None else backbone
+        self.backbone = SmallBackbone(32, extra_blocks=1) if backbone is None else backbone
         channels = check_positive_int(getattr(self.backbone, "out_channels", None), "backbone.out_channels")
         self.head = YOLOHead(channels, self.boxes_per_cell, self.num_classes - 1)
         self.register_buffer("image_mean", torch.tensor([float(m) for m in image_mean]).view(-1, 1, 1), persistent=False)
