@@ -31,6 +31,7 @@ from tqdm.auto import tqdm
 from . import data as _data
 from .data import SHAPES, SceneClassification, SpuriousScenes, collate_detection
 from .detection import YOLO, FasterRCNN
+from .detection.ssd import build_ssd
 from .metrics import coco_evaluate
 from .training import fit, load_checkpoint, save_checkpoint, seed_everything
 
@@ -205,6 +206,10 @@ MODELS: dict[str, ZooModel] = {
     "yolo": _detector(
         lambda: YOLO(num_classes=len(SHAPES) + 1), epochs=40, batch_size=16,
         description="the course's YOLOv1-style grid detector (8×8 cells, 2 boxes each, SmallBackbone at stride 16)",
+    ),
+    "ssd": _detector(
+        lambda: build_ssd(len(SHAPES) + 1), epochs=30, batch_size=16,
+        description="torchvision's SSD on the course's SSDBackbone: default boxes on 2 maps (stride 8 and 16), 4 per location",
     ),
 }
 
