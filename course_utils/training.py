@@ -17,8 +17,9 @@ import math
 import os
 import random
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import numpy as np
 import torch
@@ -27,10 +28,24 @@ from tqdm.auto import tqdm
 
 from .validation import check_positive_int
 
-__all__ = ["seed_everything", "get_device", "fit", "save_checkpoint", "load_checkpoint", "to_device"]
+__all__ = ["seed_everything", "get_device", "eval_mode", "fit", "save_checkpoint", "load_checkpoint", "to_device"]
 
 LossFn = Callable[[Any, Any], Tensor]
 MetricFn = Callable[[Any, Any], float]
+
+
+@contextmanager
+def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
+    """Context manager: ``model.eval()`` inside, every sub-module's own ``training`` flag restored on exit."""
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    flags = [(module, module.training) for module in model.modules()]
+    model.eval()
+    try:
+        yield model
+    finally:
+        for module, training in flags:
+            module.training = training
 
 
 def seed_everything(seed: int) -> int:

@@ -32,13 +32,14 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict
-from numbers import Integral, Real
+from numbers import Real
 from typing import TYPE_CHECKING, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..training import eval_mode
 from ..validation import check_positive_int, check_probability
 from ._utils import check_images, check_targets
 from .backbone import SmallBackbone
@@ -150,10 +151,9 @@ def build_ssd(
         score_thresh, nms_thresh, detections_per_img, topk_candidates (per class, before NMS): eval post-processing.
         image_mean, image_std: per-channel normalization (torchvision's ImageNet values).
     """
-    if isinstance(num_classes, bool) or not isinstance(num_classes, Integral):
-        raise TypeError(f"num_classes must be an int (the classes including the background), got {type(num_classes).__name__}")
+    num_classes = check_positive_int(num_classes, "num_classes")
     if num_classes < 2:
-        raise ValueError(f"num_classes must be >= 2 (the background and at least one class), got {num_classes}")
+        raise ValueError(f"num_classes counts the background and must be >= 2, got {num_classes}")
     width = check_positive_int(width, "width")
     image_size = check_positive_int(image_size, "image_size")
     feature_maps = check_positive_int(feature_maps, "feature_maps")
@@ -178,7 +178,7 @@ def build_ssd(
         SSDBackbone(width, feature_maps),
         DefaultBoxGenerator(ratios, scales=scales),
         (image_size, image_size),
-        int(num_classes),
+        num_classes,
         image_mean=mean,
         image_std=std,
         score_thresh=check_probability(score_thresh, "score_thresh"),
@@ -203,19 +203,6 @@ def _input_size(model: nn.Module) -> tuple[int, int]:
     return int(height), int(width)
 
 
-class _EvalMode:
-    """Eval mode inside the block (BatchNorm's running statistics are read, not updated), then the previous mode."""
-
-    def __init__(self, model: nn.Module) -> None:
-        self.model, self.was_training = model, model.training
-
-    def __enter__(self) -> None:
-        self.model.eval()
-
-    def __exit__(self, *exc: object) -> None:
-        self.model.train(self.was_training)
-
-
 def _features(model: nn.Module, tensors: Tensor) -> list[Tensor]:
     features = model.backbone(tensors)
     return [features] if isinstance(features, Tensor) else list(features.values())
@@ -236,7 +223,7 @@ def default_boxes(model: SSD, image_size: int | None = None) -> tuple[Tensor, li
 
     parameter = next(model.parameters())
     tensors = torch.zeros(1, 3, height, width, dtype=parameter.dtype, device=parameter.device)
-    with _EvalMode(model):
+    with eval_mode(model):
         features = _features(model, tensors)
     boxes = model.anchor_generator(ImageList(tensors, [(height, width)]), features)[0]
     per_location = model.anchor_generator.num_anchors_per_location()
@@ -295,7 +282,7 @@ def hard_negatives(
     num_classes = int(model.head.classification_head.num_columns)
     images = check_images(images, len(model.transform.image_mean))
     targets = check_targets(targets, len(images), num_classes)
-    with _EvalMode(model):
+    with eval_mode(model):
         batch, targets = model.transform(images, [{"boxes": t["boxes"], "labels": t["labels"]} for t in targets])
         features = _features(model, batch.tensors)
         cls_logits = model.head(features)["cls_logits"]  # [N, A, num_classes]

@@ -17,15 +17,15 @@ removed, also when something raises.
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 from numbers import Integral
-from typing import Iterator, Sequence
+from typing import Sequence
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torchvision.transforms.v2.functional import gaussian_blur
 
+from ..training import eval_mode
 from ..validation import check_finite, check_positive_int, check_positive_number, check_probability, check_tensor
 from .layers import layer_name, record_layer
 
@@ -37,20 +37,6 @@ _PIXEL_EPS = 1e-3
 _INIT_NOISE = 0.1
 # Added to mean |g| in DeepDream's normalized step, against a division by zero.
 _GRAD_EPS = 1e-8
-
-
-@contextmanager
-def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
-    """Context manager: ``model.eval()`` inside, every sub-module's own ``training`` flag restored on exit."""
-    if not isinstance(model, nn.Module):
-        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    flags = [(module, module.training) for module in model.modules()]
-    model.eval()
-    try:
-        yield model
-    finally:
-        for module, training in flags:
-            module.training = training
 
 
 def _model_device_dtype(model: nn.Module) -> tuple[torch.device, torch.dtype]:
