@@ -34,12 +34,23 @@ from .nms_map import (
     simulate_detections,
 )
 from .occlusion import forward_passes, occlusion_explorer, occlusion_figure, occlusion_map, window_starts
+from .one_stage import (
+    anchor_matches,
+    detections_above,
+    model_anchors,
+    one_stage_explorer,
+    one_stage_figure,
+    positive_anchors,
+    responsible_cells,
+    run_detector,
+    shared_cells,
+)
 from .scenes import scene_explorer, scene_figure
 
 __all__ = [
     # the dashboards
     "scene_explorer", "iou_explorer", "anchor_explorer", "nms_explorer", "pr_curve_explorer", "detection_explorer",
-    "occlusion_explorer", "cam_explorer", "embedding_explorer",
+    "occlusion_explorer", "cam_explorer", "embedding_explorer", "one_stage_explorer",
     # the pure functions behind them
     "scene_figure",
     "iou_parts", "iou_figure", "iou_explorer_figure",
@@ -47,6 +58,8 @@ __all__ = [
     "simulate_detections", "filter_detections", "nms_steps", "nms_steps_figure", "nms_summary", "nms_figure",
     "match_detections", "pr_curve", "precision_envelope", "draw_pr_curve", "pr_curve_figure",
     "detect", "proposals", "map50", "detection_summary", "detection_figure",
+    "responsible_cells", "shared_cells", "anchor_matches", "positive_anchors", "model_anchors", "detections_above", "run_detector",
+    "one_stage_figure",
     "window_starts", "forward_passes", "occlusion_map", "occlusion_figure",
     "conv_blocks", "explorer_scene", "layer_map", "class_heatmap", "class_probabilities", "cam_figure",
     "EmbeddingCache", "embed", "spread_indices", "scatter_embedding", "add_thumbnails", "explorer_scores", "embedding_figure",
