@@ -30,7 +30,7 @@ from tqdm.auto import tqdm
 
 from . import data as _data
 from .data import SHAPES, SceneClassification, SpuriousScenes, collate_detection
-from .detection import YOLO, FasterRCNN
+from .detection import YOLO, FasterRCNN, RetinaNet
 from .detection.ssd import build_ssd
 from .metrics import coco_evaluate
 from .training import fit, load_checkpoint, save_checkpoint, seed_everything
@@ -210,6 +210,10 @@ MODELS: dict[str, ZooModel] = {
     "ssd": _detector(
         lambda: build_ssd(len(SHAPES) + 1), epochs=30, batch_size=16,
         description="torchvision's SSD on the course's SSDBackbone: default boxes on 2 maps (stride 8 and 16), 4 per location",
+    ),
+    "retinanet": _detector(
+        lambda: RetinaNet(len(SHAPES) + 1), epochs=20, batch_size=16,
+        description="the course's RetinaNet (FPNBackbone, strides 8 and 16, 9 anchors per position, GroupNorm heads, focal loss)",
     ),
 }
 

@@ -12,7 +12,7 @@ from torchvision.models.detection._utils import Matcher
 
 from course_utils import data
 from course_utils.boxes import box_iou
-from course_utils.detection import YOLO, SmallBackbone
+from course_utils.detection import YOLO, FPNBackbone, RetinaNet, SmallBackbone, to_torchvision
 from course_utils.detection.ssd import build_ssd, default_boxes, hard_negatives
 from course_utils.detection.yolo import encode_targets
 from course_utils.widgets import (
@@ -163,6 +163,16 @@ def test_model_anchors_of_an_anchor_detector_and_its_figure():
     fig = one_stage_figure(model, image, target, overlay="targets")
     title = fig.axes[0].get_title()
     assert title.startswith("1536 anchors:") and f"{int(positive_anchors(anchors, target['boxes']).sum())} matched" in title
+
+
+def test_course_retinanet_anchors_are_its_torchvision_twins():
+    model = RetinaNet(6, FPNBackbone(8), norm_groups=4).eval()
+    image, target = scene(2)
+    anchors = model_anchors(model, image)
+    assert anchors.shape == (16 * 16 * 9 + 8 * 8 * 9, 4)
+    assert torch.equal(anchors, model_anchors(to_torchvision(model), image))
+    title = one_stage_figure(model, image, target, overlay="targets").axes[0].get_title()
+    assert title.startswith(f"{len(anchors)} anchors:") and "IoU ≥ 0.50" in title
 
 
 # ----------------------------------------------------------------------------------------------

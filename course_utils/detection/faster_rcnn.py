@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import copy
 from numbers import Integral
-from typing import Any, Mapping, Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor, nn
@@ -45,7 +45,7 @@ from ._utils import _check_sizes, check_images, check_targets
 from .backbone import SmallBackbone
 from .roi_heads import FastRCNNPredictor, RoIAlignPooler, RoIHeads, TwoMLPHead
 from .rpn import RegionProposalNetwork, RPNHead
-from .transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform
+from .transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, to_torchvision_transform
 
 __all__ = ["FasterRCNN", "to_torchvision", "LOSS_NAMES"]
 
@@ -211,9 +211,8 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
     """torchvision's ``FasterRCNN`` with the settings and (copied) weights of ``model``, in the same mode.
 
     The backbone is deep-copied; the RPN head, box head and predictor are torchvision's
-    ``RPNHead``, ``TwoMLPHead`` and ``FastRCNNPredictor`` loaded with ``model``'s weights. Without
-    resizing (``min_size=None``) torchvision's transform gets its ``resize`` step skipped (at a
-    scale of exactly 1 it is the identity anyway). Note: torchvision's ``MultiScaleRoIAlign``
+    ``RPNHead``, ``TwoMLPHead`` and ``FastRCNNPredictor`` loaded with ``model``'s weights; the
+    transform is ``to_torchvision_transform(model.transform)``. Note: torchvision's ``MultiScaleRoIAlign``
     infers its spatial scale at its first call and keeps it; the course's infers it at every
     call (same rule), so the two differ only if later batches would give another scale.
     """
@@ -224,7 +223,6 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor as TVPredictor
     from torchvision.models.detection.faster_rcnn import TwoMLPHead as TVTwoMLPHead
     from torchvision.models.detection.rpn import RPNHead as TVRPNHead
-    from torchvision.models.detection.transform import GeneralizedRCNNTransform
     from torchvision.ops import MultiScaleRoIAlign
 
     rpn, heads, transform = model.rpn, model.roi_heads, model.transform
@@ -291,17 +289,7 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
         bbox_reg_weights=heads.bbox_reg_weights,
         size_divisible=transform.size_divisible,
     )
-    if transform.min_size is None:
-
-        class _KeepSizeTransform(GeneralizedRCNNTransform):
-            """torchvision's transform without its resize step (the course's ``min_size=None``)."""
-
-            def resize(self, image: Tensor, target: Any = None) -> tuple[Tensor, Any]:
-                return image, target
-
-        tv.transform = _KeepSizeTransform(
-            1, 1, list(transform.image_mean), list(transform.image_std), size_divisible=transform.size_divisible
-        )
+    tv.transform = to_torchvision_transform(transform)
     parameter = next(model.parameters(), None)
     if parameter is not None:
         tv.to(parameter.device)

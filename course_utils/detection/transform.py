@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import NamedTuple, Sequence
+from typing import Any, NamedTuple, Sequence
 
 import torch
 import torch.nn.functional as F
@@ -14,7 +14,7 @@ from torch import Tensor, nn
 from ..validation import check_positive_int
 from ._utils import _check_sizes
 
-__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageBatch", "DetectionTransform", "resize_boxes"]
+__all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "ImageBatch", "DetectionTransform", "resize_boxes", "to_torchvision_transform"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)  # torchvision's defaults for its detectors
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -146,6 +146,29 @@ class DetectionTransform(nn.Module):
         for det, size, original in zip(detections, image_sizes, original_sizes):
             det["boxes"] = resize_boxes(det["boxes"], size, original)
         return detections
+
+
+def to_torchvision_transform(transform: DetectionTransform) -> nn.Module:
+    """torchvision's ``GeneralizedRCNNTransform`` with the settings of ``transform``.
+
+    Without resizing (``min_size=None``) torchvision's ``resize`` step is skipped (at a scale of
+    exactly 1 it is the identity anyway). torchvision is imported here, not at the module's import.
+    """
+    from torchvision.models.detection.transform import GeneralizedRCNNTransform
+
+    mean, std = list(transform.image_mean), list(transform.image_std)
+    if transform.min_size is not None:
+        return GeneralizedRCNNTransform(
+            transform.min_size, transform.max_size, mean, std, size_divisible=transform.size_divisible
+        )
+
+    class _KeepSizeTransform(GeneralizedRCNNTransform):
+        """torchvision's transform without its resize step (the course's ``min_size=None``)."""
+
+        def resize(self, image: Tensor, target: Any = None) -> tuple[Tensor, Any]:
+            return image, target
+
+    return _KeepSizeTransform(1, 1, mean, std, size_divisible=transform.size_divisible)
 
 
 def _check_finite_list(value: object, name: str) -> tuple[float, ...]:

@@ -30,6 +30,7 @@ from ..anchors import match_anchors
 from ..boxes import box_iou
 from ..data import SHAPES
 from ..detection._utils import check_images
+from ..detection.retinanet import RetinaNet
 from ..detection.yolo import YOLO, encode_targets
 from ..training import eval_mode
 from ..validation import check_boxes, check_choice, check_positive_int, check_probability, check_tensor
@@ -126,9 +127,9 @@ def _has_anchor_generator(model: object) -> bool:
 
 
 def _check_model(model: object) -> nn.Module:
-    if isinstance(model, YOLO) or _is_ssd(model) or (isinstance(model, nn.Module) and _has_anchor_generator(model)):
+    if isinstance(model, (YOLO, RetinaNet)) or _is_ssd(model) or (isinstance(model, nn.Module) and _has_anchor_generator(model)):
         return model
-    raise TypeError("model must be a one-stage detector: a course_utils.detection.YOLO, a torchvision SSD (see "
+    raise TypeError("model must be a one-stage detector: a course_utils.detection.YOLO or RetinaNet, a torchvision SSD (see "
                     "detection.ssd.build_ssd) or a torchvision-style anchor detector (anchor_generator, transform, backbone), "
                     f"got {type(model).__name__}")  # fmt: skip
 
@@ -156,8 +157,9 @@ def model_anchors(model: nn.Module, image: Tensor) -> Tensor:
     """Every default box / anchor of ``model`` for ``image`` [3, H, W]: Tensor[A, 4] xyxy in the image's own pixels.
 
     SSD: ``ssd.default_boxes(model)`` (in the order of the head's predictions), scaled from the model's
-    fixed input size to the image's. Other torchvision-style anchor detectors (RetinaNet): the model's
-    ``anchor_generator`` on the image after its ``transform``, scaled back to the image.
+    fixed input size to the image's. The course's ``RetinaNet``: its ``anchors`` of every level; other
+    torchvision-style anchor detectors: the model's ``anchor_generator``; both on the image after the
+    model's ``transform``, scaled back to the image.
     """
     model = _check_model(model)
     if isinstance(model, YOLO):
@@ -173,9 +175,12 @@ def model_anchors(model: nn.Module, image: Tensor) -> Tensor:
     else:
         with _eval(model):
             batch, _ = model.transform([image.to(_device(model))])
-            features = model.backbone(batch.tensors)
-            features = [features] if isinstance(features, Tensor) else list(features.values())
-            anchors = model.anchor_generator(batch, features)[0]
+            if isinstance(model, RetinaNet):
+                anchors = torch.cat(model.anchors(batch.tensors.shape[-2:], model.features(batch.tensors)))
+            else:
+                features = model.backbone(batch.tensors)
+                features = [features] if isinstance(features, Tensor) else list(features.values())
+                anchors = model.anchor_generator(batch, features)[0]
         size = tuple(int(v) for v in batch.image_sizes[0])
     scale = torch.tensor([width / size[1], height / size[0]] * 2, dtype=anchors.dtype, device=anchors.device)
     return (anchors * scale).detach().cpu()
@@ -184,6 +189,8 @@ def model_anchors(model: nn.Module, image: Tensor) -> Tensor:
 def _iou_thresh(model: nn.Module, iou_thresh: float | None) -> float:
     if iou_thresh is not None:
         return check_probability(iou_thresh, "iou_thresh")
+    if isinstance(model, RetinaNet):
+        return model.fg_iou_thresh
     return float(getattr(getattr(model, "proposal_matcher", None), "high_threshold", DEFAULT_IOU))
 
 
