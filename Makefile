@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml jupyter_config/lab/overrides.json
 	mkdir -p $(LAB_SETTINGS) && cp jupyter_config/lab/overrides.json $(LAB_SETTINGS)/overrides.json
 	touch $(STAMP)
 
+# torchvision's ImageNet MobileNetV2 weights into torchvision's cache (a quick sha256 check when there).
+IMAGENET_WEIGHTS := $(BIN)/python -m course_utils.imagenet
+
 setup: $(STAMP)
+	$(IMAGENET_WEIGHTS)
 
 # Jupyter refuses to start as root unless told to (containers often run as root).
 lab: $(STAMP)
+	$(IMAGENET_WEIGHTS)
 	$(BIN)/jupyter lab --config=jupyter_config/jupyter_server_config.py $(if $(filter 0,$(shell id -u)),--allow-root) $(NB00)
 
 # The checked outputs must not depend on the CPU (DESIGN.md, "Portability of checked outputs"), so
@@ -29,11 +34,13 @@ lab: $(STAMP)
 OTHER_KERNELS := ATEN_CPU_CAPABILITY=avx2 ONEDNN_MAX_CPU_ISA=AVX2 OMP_NUM_THREADS=1
 
 test: $(STAMP)
+	$(IMAGENET_WEIGHTS)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests notebooks $(PYTEST_NB)
 	MPLBACKEND=Agg $(OTHER_KERNELS) $(BIN)/python -m pytest notebooks $(PYTEST_NB) -p no:cacheprovider
 
 # Unit and property tests only (no notebooks): the quick loop while developing.
 test-fast: $(STAMP)
+	$(IMAGENET_WEIGHTS)
 	MPLBACKEND=Agg $(BIN)/python -m pytest tests -p no:nbval -x -q
 
 execute: $(STAMP)

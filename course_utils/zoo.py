@@ -29,6 +29,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from . import data as _data
+from . import imagenet
 from .data import SHAPES, SceneClassification, SpuriousScenes, collate_detection
 from .detection import YOLO, FasterRCNN, RetinaNet
 from .detection.ssd import build_ssd
@@ -37,7 +38,7 @@ from .training import fit, load_checkpoint, save_checkpoint, seed_everything
 
 __all__ = [
     "SmallCNN", "MODELS", "WEIGHTS_DIR", "ZooModel", "DataSpec", "load", "train", "evaluate", "load_test_set",
-    "materialize", "draw_boxes", "accuracy", "detection_map", "manifest",
+    "materialize", "draw_boxes", "accuracy", "detection_map", "manifest", "PRETRAINED",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "weights"
@@ -220,7 +221,7 @@ MODELS: dict[str, ZooModel] = {
 
 def _spec(name: str) -> ZooModel:
     if name not in MODELS:
-        raise ValueError(f"name must be one of {sorted(MODELS)}, got {name!r}")
+        raise ValueError(f"name must be one of {sorted(MODELS)} (or, for load, {sorted(PRETRAINED)}), got {name!r}")
     return MODELS[name]
 
 
@@ -234,8 +235,17 @@ def _sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+PRETRAINED = {"mobilenet_v2_imagenet": imagenet.load_mobilenet_v2}  # real models, not trained by the course
+
+
 def load(name: str, weights_dir: Path = WEIGHTS_DIR) -> nn.Module:
-    """The trained model ``name`` in eval mode, after checking its checkpoint's sha256."""
+    """The trained model ``name`` in eval mode, after checking its checkpoint's sha256.
+
+    ``"mobilenet_v2_imagenet"`` is torchvision's ImageNet MobileNetV2 (``imagenet.load_mobilenet_v2``),
+    from torchvision's weight cache where set-up puts it.
+    """
+    if name in PRETRAINED:
+        return PRETRAINED[name]()
     spec = _spec(name)
     entry = manifest(weights_dir).get(name)
     path = Path(weights_dir) / f"{name}.pt"
