@@ -434,3 +434,17 @@ def test_a_layer_must_output_a_tensor() -> None:
     with pytest.raises(TypeError, match="layer '1' must output a Tensor"), record_layer(model, "1"):
         model(torch.randn(1, 3, 4, 4))
     assert hooks_left(model) == 0
+
+
+@pytest.mark.parametrize("layer", ["features.6", "features.13", "features.18"])
+def test_grad_cam_equals_captum_on_the_real_mobilenet_v2(layer):
+    """On torchvision's ImageNet MobileNetV2 (the real model of issue 11) and real photos, several classes at once."""
+    from course_utils import imagenet
+
+    model = imagenet.load_mobilenet_v2()
+    inputs = torch.cat([imagenet.preprocess(imagenet.photo(name)) for name in ("chelsea", "coffee")])
+    target = torch.tensor([285, 967])  # Egyptian cat, espresso
+    ours = grad_cam(model, layer, inputs, target)
+    theirs = LayerGradCam(model, model.get_submodule(layer)).attribute(inputs, target, relu_attributions=True)
+    assert ours.shape == theirs.shape and ours.amax() > 0
+    torch.testing.assert_close(ours, theirs, atol=1e-6 * float(theirs.abs().max()) + 1e-8, rtol=1e-5)
