@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import copy
+
 import numpy as np
 import pytest
 import torch
@@ -313,3 +315,23 @@ def test_spearman_equals_scipy(seed: int, n: int, d: int, levels: int) -> None:
         else:
             assert ours[i].item() == pytest.approx(spearmanr(a[i], b[i]).statistic, abs=1e-12)
     torch.testing.assert_close(spearman_rank_correlation(a, a * 3 + 1), (a.std(dim=1) > 0).double())
+
+
+def test_a_block_is_re_initialised_layer_by_layer() -> None:
+    """Randomizing a block (a module without reset_parameters) re-initialises each of its layers, with one seed."""
+    torch.manual_seed(5)
+    block = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU())
+    model = nn.Sequential(block, nn.Conv2d(8, 8, 3, padding=1), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 3)).eval()
+    with torch.no_grad():
+        block[1].running_mean.fill_(0.3)
+    inputs = torch.rand(4, 3, 12, 12)
+    explain = lambda m, x, t: grad_cam(m, "1", x, t)  # noqa: E731
+    [(name, score)] = randomization_sanity_check(model, inputs, 0, explain, layers=["0"], seed=2)
+    expected = copy.deepcopy(model)
+    with torch.random.fork_rng():
+        torch.manual_seed(2)
+        expected[0][0].reset_parameters()
+        expected[0][1].reset_parameters()  # BatchNorm: affine and running statistics
+    assert expected[0][1].running_mean.abs().max() == 0
+    correlation = spearman_rank_correlation(explain(model, inputs, 0), explain(expected, inputs, 0)).mean().item()
+    assert name == "0" and score == pytest.approx(correlation) and score < 0.99

@@ -255,7 +255,8 @@ def randomization_sanity_check(
         target (int or Tensor[N]): passed to ``explain``.
         explain (callable): ``explain(model, inputs, target) -> Tensor[N, ...]``, one map per input
             (e.g. ``lambda m, x, t: grad_cam(m, "features.3", x, t)``).
-        layers (list of nn.Module or str, optional): the layers in randomization order;
+        layers (list of nn.Module or str, optional): the layers in randomization order; a block
+            without ``reset_parameters`` of its own has each of its submodules that has one re-initialised;
             default: every module with parameters of its own, in reverse registration order.
         seed (int): seed of the re-initialisation (layer ``k`` uses ``seed + k``).
 
@@ -273,12 +274,14 @@ def randomization_sanity_check(
     results = []
     for step, name in enumerate(names):
         module = randomized.get_submodule(name)
-        if not hasattr(module, "reset_parameters"):
-            raise ValueError(f"layers: {name!r} ({type(module).__name__}) has no reset_parameters()")
+        resettable = [m for m in module.modules() if hasattr(m, "reset_parameters")]
+        if not resettable:
+            raise ValueError(f"layers: {name!r} ({type(module).__name__}) has no reset_parameters(), nor any of its submodules")
         cuda_devices = sorted({p.device.index for p in module.parameters() if p.is_cuda})
         with torch.random.fork_rng(devices=cuda_devices):
             torch.manual_seed(seed + step)
-            module.reset_parameters()
+            for submodule in resettable:  # a block (e.g. a residual block) is re-initialised layer by layer
+                submodule.reset_parameters()
         maps = _explain(explain, randomized, inputs, target)
         if maps.shape != original.shape:
             raise ValueError(
