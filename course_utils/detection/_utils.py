@@ -8,11 +8,14 @@ from numbers import Real
 from typing import Mapping, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
 
 from ..validation import check_positive_int, check_probability
 
-__all__ = ["clip_boxes_to_image", "remove_small_boxes", "sample_positive_negative", "check_images", "check_targets"]
+__all__ = [
+    "clip_boxes_to_image", "remove_small_boxes", "sample_positive_negative", "check_images", "check_targets",
+    "match_device_and_mode",
+]
 
 
 def clip_boxes_to_image(boxes: Tensor, size: tuple[int, int]) -> Tensor:
@@ -159,3 +162,11 @@ def check_targets(targets: object, num_images: int, num_classes: int) -> list[di
             )
         checked.append({**target, "labels": labels.to(torch.int64)})
     return checked
+
+
+def match_device_and_mode(twin: nn.Module, model: nn.Module) -> nn.Module:
+    """``twin`` moved to ``model``'s device and put in its mode (``to_torchvision``'s last step)."""
+    parameter = next(model.parameters(), None)
+    if parameter is not None:
+        twin.to(parameter.device)
+    return twin.train(model.training)

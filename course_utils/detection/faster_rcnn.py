@@ -41,7 +41,7 @@ import torch
 from torch import Tensor, nn
 
 from ..validation import check_non_negative_number, check_positive_int
-from ._utils import _check_sizes, check_images, check_targets
+from ._utils import _check_sizes, check_images, check_targets, match_device_and_mode
 from .backbone import SmallBackbone
 from .roi_heads import FastRCNNPredictor, RoIAlignPooler, RoIHeads, TwoMLPHead
 from .rpn import RegionProposalNetwork, RPNHead
@@ -225,7 +225,7 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
     from torchvision.models.detection.rpn import RPNHead as TVRPNHead
     from torchvision.ops import MultiScaleRoIAlign
 
-    rpn, heads, transform = model.rpn, model.roi_heads, model.transform
+    rpn, heads = model.rpn, model.roi_heads
     if (
         not isinstance(rpn.head, RPNHead)
         or not isinstance(heads.box_head, TwoMLPHead)
@@ -258,10 +258,6 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
     tv = TorchvisionFasterRCNN(
         copy.deepcopy(model.backbone),
         num_classes=None,
-        min_size=transform.min_size if transform.min_size is not None else 1,
-        max_size=transform.max_size if transform.max_size is not None else 1,
-        image_mean=list(transform.image_mean),
-        image_std=list(transform.image_std),
         rpn_anchor_generator=AnchorGenerator((tuple(rpn.sizes),), (tuple(rpn.aspect_ratios),)),
         rpn_head=rpn_head,
         rpn_pre_nms_top_n_train=rpn._pre_nms_top_n["training"],
@@ -287,10 +283,6 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
         box_batch_size_per_image=heads.batch_size_per_image,
         box_positive_fraction=heads.positive_fraction,
         bbox_reg_weights=heads.bbox_reg_weights,
-        size_divisible=transform.size_divisible,
     )
-    tv.transform = to_torchvision_transform(transform)
-    parameter = next(model.parameters(), None)
-    if parameter is not None:
-        tv.to(parameter.device)
-    return tv.train(model.training)
+    tv.transform = to_torchvision_transform(model.transform)  # replaces the one the constructor built
+    return match_device_and_mode(tv, model)

@@ -31,7 +31,7 @@ import copy
 import math
 from collections import OrderedDict
 from collections.abc import Mapping, Sequence
-from numbers import Integral, Real
+from numbers import Integral
 from typing import NamedTuple
 
 import torch
@@ -40,8 +40,9 @@ from torch import Tensor, nn
 
 from ..anchors import BETWEEN_THRESHOLDS, decode_boxes, encode_boxes, generate_anchors, match_anchors
 from ..boxes import batched_nms, box_iou
-from ..validation import check_positive_int, check_probability
-from ._utils import _check_sizes, check_images, check_targets, clip_boxes_to_image
+from ..training import eval_mode
+from ..validation import check_non_negative_number, check_positive_int, check_probability
+from ._utils import _check_sizes, check_images, check_targets, clip_boxes_to_image, match_device_and_mode
 from .ops import sigmoid_focal_loss
 from .ssd import SSDBackbone
 from .transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, to_torchvision_transform
@@ -68,7 +69,8 @@ class FPNBackbone(nn.Module):
     def __init__(self, width: int = 32, levels: int = 2, in_channels: int = 3) -> None:
         super().__init__()
         self.body = SSDBackbone(width, levels, in_channels)
-        self.lateral = nn.ModuleList(nn.Conv2d(c, self.body.out_channels[0], 1) for c in self.body.out_channels)
+        width = self.body.out_channels[0]  # checked by SSDBackbone
+        self.lateral = nn.ModuleList(nn.Conv2d(c, width, 1) for c in self.body.out_channels)
         self.smooth = nn.ModuleList(nn.Conv2d(width, width, 3, padding=1) for _ in self.body.out_channels)
         self.out_channels = width
         self.strides = list(self.body.strides)
@@ -176,14 +178,6 @@ def _check_norm_groups(norm_groups: object, channels: int) -> int | None:
     return groups
 
 
-def _check_focal(alpha: object, gamma: object) -> tuple[float | None, float]:
-    if alpha is not None:
-        alpha = check_probability(alpha, "focal_alpha")
-    if isinstance(gamma, bool) or not isinstance(gamma, Real) or not math.isfinite(gamma) or gamma < 0:
-        raise ValueError(f"focal_gamma must be a finite number >= 0, got {gamma!r}")
-    return alpha, float(gamma)
-
-
 class RetinaNet(nn.Module):
     """The course's RetinaNet: ``transform``, ``backbone``, ``head`` and the anchors (see the module docstring).
 
@@ -247,7 +241,8 @@ class RetinaNet(nn.Module):
         prior_probability = check_probability(prior_probability, "prior_probability")
         if not 0 < prior_probability < 1:
             raise ValueError(f"prior_probability must be strictly between 0 and 1, got {prior_probability}")
-        self.focal_alpha, self.focal_gamma = _check_focal(focal_alpha, focal_gamma)
+        self.focal_alpha = None if focal_alpha is None else check_probability(focal_alpha, "focal_alpha")
+        self.focal_gamma = check_non_negative_number(focal_gamma, "focal_gamma")
         self.score_thresh = check_probability(score_thresh, "score_thresh")
         self.nms_thresh = check_probability(nms_thresh, "nms_thresh")
         self.detections_per_img = check_positive_int(detections_per_img, "detections_per_img")
@@ -303,13 +298,13 @@ class RetinaNet(nn.Module):
                      anchors: Tensor) -> dict[str, Tensor]:  # fmt: skip
         """The two losses (see the module docstring); ``anchors`` Tensor[P, 4], the same for every image."""
         classification, regression = [], []
+        alpha = -1.0 if self.focal_alpha is None else self.focal_alpha  # -1: no weighting (torchvision's convention)
         for target, logits, deltas, matched in zip(targets, head_outputs["cls_logits"], head_outputs["bbox_regression"],
                                                    self.match(anchors, targets)):  # fmt: skip
             foreground = torch.where(matched >= 0)[0]
             num_foreground = max(1, foreground.numel())
             valid = matched != BETWEEN_THRESHOLDS
             one_hot = _one_hot_targets(logits, matched, target["labels"])
-            alpha = -1.0 if self.focal_alpha is None else self.focal_alpha
             loss = sigmoid_focal_loss(logits[valid], one_hot[valid], alpha, self.focal_gamma, reduction="sum")
             classification.append(loss / num_foreground)
             box_targets = encode_boxes(target["boxes"][matched[foreground]], anchors[foreground])
@@ -390,8 +385,6 @@ class AnchorAssignment(NamedTuple):
 def assign_anchors(model: RetinaNet, images: Sequence[Tensor] | Tensor, targets: Sequence[dict[str, Tensor]]) -> AnchorAssignment:
     """Match every anchor of ``model`` on ``images`` to ``targets`` as its loss does, with the model's
     logits (eval mode, no gradients; every module's mode is restored)."""
-    from ..training import eval_mode
-
     if not isinstance(model, RetinaNet):
         raise TypeError(f"model must be a course_utils RetinaNet, got {type(model).__name__}")
     images = check_images(images, len(model.transform.image_mean))
@@ -429,14 +422,9 @@ def to_torchvision(model: RetinaNet) -> nn.Module:
     channels = model.head.classification_head.cls_logits.in_channels
     head = TVRetinaNetHead(channels, model.num_anchors_per_location, model.num_classes, norm_layer=norm)
     head.load_state_dict(model.head.state_dict())
-    transform = model.transform
     tv = TorchvisionRetinaNet(
         copy.deepcopy(model.backbone),
         model.num_classes,
-        min_size=transform.min_size if transform.min_size is not None else 1,
-        max_size=transform.max_size if transform.max_size is not None else 1,
-        image_mean=list(transform.image_mean),
-        image_std=list(transform.image_std),
         anchor_generator=AnchorGenerator(model.anchor_sizes, (model.aspect_ratios,) * len(model.anchor_sizes)),
         head=head,
         score_thresh=model.score_thresh,
@@ -446,8 +434,5 @@ def to_torchvision(model: RetinaNet) -> nn.Module:
         bg_iou_thresh=model.bg_iou_thresh,
         topk_candidates=model.topk_candidates,
     )
-    tv.transform = to_torchvision_transform(transform)
-    parameter = next(model.parameters(), None)
-    if parameter is not None:
-        tv.to(parameter.device)
-    return tv.train(model.training)
+    tv.transform = to_torchvision_transform(model.transform)  # replaces the one the constructor built
+    return match_device_and_mode(tv, model)
