@@ -57,8 +57,14 @@ grade: $(STAMP)
 	$(BIN)/python tools/grade.py "$(SUBMISSIONS)" --timeout $(GRADE_TIMEOUT)
 
 # Retrain every model of the zoo (data/weights/) with the course's own code and update the manifest.
+# NPROC=N trains data-parallel on N processes with torchrun (the batch size is per process).
+NPROC ?= 1
 weights: $(STAMP)
+ifeq ($(NPROC),1)
 	$(BIN)/python -m course_utils.zoo train --all
+else
+	$(BIN)/torchrun --standalone --nproc_per_node=$(NPROC) -m course_utils.zoo train --all
+endif
 
 bench: $(STAMP)
 	for f in benchmarks/*.py; do echo "== $$f"; $(BIN)/python $$f || exit 1; done

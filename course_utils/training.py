@@ -9,6 +9,10 @@ Only the model and the loss change between a classifier, a segmenter and a detec
   also kept in the history (``train_loss_classifier``, ... after the dict's keys).
 
 A batch is ``(inputs, targets)``; tensors (also inside lists and dicts) are moved to the device.
+
+The same ``fit`` scales up without changes: on CUDA ``amp=True`` trains in mixed precision
+(``torch.autocast``; bfloat16 where the GPU supports it, else float16 with a gradient scaler), and
+under ``torchrun --nproc_per_node=N`` it trains data-parallel on N processes (see ``distributed``).
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ import math
 import os
 import random
 import tempfile
+import warnings
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator, Mapping
@@ -24,14 +29,18 @@ from typing import Any, Callable, Iterable, Iterator, Mapping
 import numpy as np
 import torch
 from torch import Tensor, nn
+from torch.nn.parallel import DistributedDataParallel
 from tqdm.auto import tqdm
 
+from . import distributed
 from .validation import check_positive_int
 
 __all__ = ["seed_everything", "get_device", "eval_mode", "fit", "save_checkpoint", "load_checkpoint", "to_device"]
 
 LossFn = Callable[[Any, Any], Tensor]
 MetricFn = Callable[[Any, Any], float]
+AMP_DTYPES = (torch.float16, torch.bfloat16)
+SEEN = "\0samples"  # the sample count travels with the totals when they are summed over processes
 
 
 @contextmanager
@@ -165,7 +174,7 @@ def _set_rng_state(state: Mapping[str, Any], loaders: Iterable[Any]) -> None:
 
 
 def _batch_loss(
-    model: nn.Module, batch: Any, loss_fn: LossFn | None, device: torch.device
+    model: nn.Module, batch: Any, loss_fn: LossFn | None, device: torch.device, channels_last: bool = False
 ) -> tuple[Tensor, Any, Any, dict[str, Tensor]]:
     """The loss of one batch, plus the outputs and targets (for metrics) and the model's loss dict.
 
@@ -174,6 +183,8 @@ def _batch_loss(
     if not isinstance(batch, (list, tuple)) or len(batch) != 2:
         raise ValueError("each batch must be a pair (inputs, targets)")
     inputs, targets = to_device(batch, device)
+    if channels_last and isinstance(inputs, Tensor) and inputs.dim() == 4:
+        inputs = inputs.contiguous(memory_format=torch.channels_last)
     if loss_fn is None:
         losses = model(inputs, targets)
         if not isinstance(losses, Mapping):
@@ -187,24 +198,35 @@ def _batch_size(inputs: Any) -> int:
     return inputs.shape[0] if isinstance(inputs, Tensor) else len(inputs)
 
 
-def _run_epoch(model, loader, loss_fn, device, optimizer=None, metrics=None, desc="", progress=True) -> dict[str, float]:
+def _run_epoch(
+    model, loader, loss_fn, device, optimizer=None, metrics=None, desc="", progress=True, amp_dtype=None, scaler=None,
+    channels_last=False, sync=False,
+) -> dict[str, float]:
     """One pass over ``loader``; trains when an optimizer is given. Returns sample-weighted means.
 
     The keys are ``loss``, the metrics' names and, with ``loss_fn=None``, the keys of the model's
     loss dict (a key named ``loss`` would clash with the total and is not recorded on its own).
+    ``amp_dtype`` runs the forward pass under ``torch.autocast``; ``scaler`` scales the loss
+    (float16); with ``sync`` the totals are summed over the processes first (global means).
     """
     training = optimizer is not None
     totals: dict[str, float] = {}
     seen = 0
     with torch.set_grad_enabled(training):
         for batch in tqdm(loader, desc=desc, leave=False, disable=None if progress else True):
-            loss, outputs, targets, parts = _batch_loss(model, batch, loss_fn, device)
+            with torch.autocast(device.type, dtype=amp_dtype, enabled=amp_dtype is not None):
+                loss, outputs, targets, parts = _batch_loss(model, batch, loss_fn, device, channels_last)
             if not torch.isfinite(loss):
                 raise FloatingPointError(f"the loss became {loss.item()} ({desc}); lower the learning rate")
             if training:
                 optimizer.zero_grad(set_to_none=True)
-                loss.backward()
-                optimizer.step()
+                if scaler is not None:
+                    scaler.scale(loss).backward()
+                    scaler.step(optimizer)
+                    scaler.update()
+                else:
+                    loss.backward()
+                    optimizer.step()
             n = _batch_size(batch[0])
             seen += n
             totals["loss"] = totals.get("loss", 0.0) + loss.item() * n
@@ -213,9 +235,32 @@ def _run_epoch(model, loader, loss_fn, device, optimizer=None, metrics=None, des
                     totals[name] = totals.get(name, 0.0) + float(part.detach()) * n
             for name, fn in (metrics or {}).items():
                 totals[name] = totals.get(name, 0.0) + float(fn(outputs, targets)) * n
+    if sync:
+        totals = distributed.all_reduce_sums({**totals, SEEN: seen}, device)
+        seen = totals.pop(SEEN)
     if seen == 0:
         raise ValueError(f"the {desc or 'data'} loader yielded no batches")
     return {k: v / seen for k, v in totals.items()}
+
+
+def _amp_dtype(amp: bool, amp_dtype: torch.dtype | None, device: torch.device) -> torch.dtype | None:
+    """The dtype ``torch.autocast`` runs in, or None for float32 (no ``amp``, or on the CPU: said once)."""
+    if not isinstance(amp, bool):
+        raise TypeError(f"amp must be True or False, got {type(amp).__name__}")
+    if amp_dtype is not None and amp_dtype not in AMP_DTYPES:
+        raise ValueError(f"amp_dtype must be torch.float16 or torch.bfloat16 (or None: the GPU's best), got {amp_dtype!r}")
+    if amp_dtype is not None and not amp:
+        raise ValueError("amp_dtype is only used with amp=True")
+    if not amp:
+        return None
+    if device.type != "cuda":
+        warnings.warn(f"amp=True has no effect on {device}: mixed precision is a CUDA feature; training in float32", stacklevel=3)
+        return None
+    if amp_dtype is None:
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if amp_dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        raise ValueError("this GPU does not support bfloat16; use amp_dtype=torch.float16")
+    return amp_dtype
 
 
 def fit(
@@ -233,6 +278,10 @@ def fit(
     checkpoint_path: str | os.PathLike | None = None,
     resume: bool = False,
     progress: bool = True,
+    amp: bool = False,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    backend: str | None = None,
 ) -> dict[str, list[float]]:
     """Train ``model`` for up to ``epochs`` epochs and return its history.
 
@@ -246,6 +295,16 @@ def fit(
         checkpoint_path: model, optimizer, scheduler, history and random states are saved there
             after every epoch. With ``resume=True`` an existing checkpoint is loaded first and
             training goes on where it stopped, giving the same result as an uninterrupted run.
+        device: default ``get_device()``: the GPU when there is one.
+        amp: mixed precision on CUDA (``torch.autocast`` in ``amp_dtype``: default bfloat16 where
+            supported, else float16 with a gradient scaler, whose state is checkpointed); on the CPU a
+            no-op that warns once.
+        channels_last: model and 4-D inputs in the ``channels_last`` memory format (faster convolutions
+            on recent GPUs).
+        backend: the process-group backend under ``torchrun`` (default ``nccl`` on CUDA, ``gloo`` on
+            the CPU). Under ``torchrun --nproc_per_node=N`` (``WORLD_SIZE`` > 1) the model is wrapped in
+            ``DistributedDataParallel``, each rank trains on its share of every epoch, the history holds
+            global means, and only rank 0 shows progress and writes the checkpoint (see ``distributed``).
 
     Returns:
         ``{"epoch": [...], "train_loss": [...], "val_loss": [...], "val_<metric>": [...]}``; with
@@ -269,8 +328,25 @@ def fit(
     if checkpoint_path is not None:
         checkpoint_path = _checkpoint_path(checkpoint_path, "checkpoint_path")
     device = torch.device(device) if device is not None else get_device()
+    precision = _amp_dtype(amp, amp_dtype, device)
+    world = distributed.world_size()
+    if world > 1:
+        device = distributed.init_from_env(device, backend)
+        rank = distributed.rank()
+        train_loader = distributed.shard_loader(train_loader, world, rank, seed=_loader_seed(train_loader))
+        if val_loader is not None:
+            val_loader = distributed.shard_loader(val_loader, world, rank, even=False)
+    elif backend is not None:
+        distributed.check_backend(backend, device)
+    main = distributed.is_main_process()
+    progress = progress and main
     model.to(device)
+    if channels_last:
+        model.to(memory_format=torch.channels_last)
+    net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None) if world > 1 else model
+    scaler = torch.amp.GradScaler(device.type) if precision == torch.float16 else None
     loaders = [train_loader] + ([val_loader] if val_loader is not None else [])
+    step = dict(loss_fn=loss_fn, device=device, progress=progress, amp_dtype=precision, channels_last=channels_last, sync=world > 1)
 
     history: dict[str, list[float]] = {"epoch": [], "train_loss": []}
     start = 0
@@ -280,8 +356,11 @@ def fit(
         optimizer.load_state_dict(state["optimizer"])
         if scheduler is not None and state.get("scheduler") is not None:
             scheduler.load_state_dict(state["scheduler"])
+        if scaler is not None and state.get("scaler") is not None:
+            scaler.load_state_dict(state["scaler"])
         history = {k: list(v) for k, v in state["history"].items()}
-        _set_rng_state(state["rng"], loaders)
+        by_rank = state.get("rng_by_rank")
+        _set_rng_state(by_rank[distributed.rank()] if by_rank and len(by_rank) == world else state["rng"], loaders)
         start = len(history["epoch"])
 
     monitor = "val_loss" if val_loader is not None else "train_loss"
@@ -291,14 +370,18 @@ def fit(
     for epoch in bar:
         if early_stopping_patience is not None and since_best >= early_stopping_patience:
             break
-        model.train()
-        train = _run_epoch(model, train_loader, loss_fn, device, optimizer=optimizer, desc=f"train {epoch + 1}", progress=progress)
+        if world > 1:
+            train_loader.sampler.set_epoch(epoch)
+        net.train()
+        train = _run_epoch(net, train_loader, optimizer=optimizer, desc=f"train {epoch + 1}", **step)
+        if world > 1:
+            distributed.broadcast_buffers(model)  # BatchNorm statistics: rank 0's everywhere, as the parameters
         history["epoch"].append(epoch + 1)
         for name, value in train.items():
             history.setdefault(f"train_{name}", []).append(value)
         if val_loader is not None:
             model.eval()
-            val = _run_epoch(model, val_loader, loss_fn, device, metrics=metrics, desc=f"val {epoch + 1}", progress=progress)
+            val = _run_epoch(model, val_loader, metrics=metrics, desc=f"val {epoch + 1}", **step)
             for name, value in val.items():
                 history.setdefault(f"val_{name}", []).append(value)
         if scheduler is not None:
@@ -307,15 +390,26 @@ def fit(
         best, since_best = (current, 0) if current < best else (best, since_best + 1)
         bar.set_postfix({k: f"{v[-1]:.4g}" for k, v in history.items() if k != "epoch"})
         if checkpoint_path is not None:
-            save_checkpoint(
-                {
-                    "model": model.state_dict(),
-                    "optimizer": optimizer.state_dict(),
-                    "scheduler": scheduler.state_dict() if scheduler is not None else None,
-                    "history": history,
-                    "rng": _rng_state(loaders),
-                },
-                checkpoint_path,
-            )
+            rng = _rng_state(loaders)
+            by_rank = distributed.gather_objects(rng) if world > 1 else None
+            if main:
+                save_checkpoint(
+                    {
+                        "model": model.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "scheduler": scheduler.state_dict() if scheduler is not None else None,
+                        "scaler": scaler.state_dict() if scaler is not None else None,
+                        "history": history,
+                        "rng": rng,
+                        **({"rng_by_rank": by_rank} if by_rank is not None else {}),
+                    },
+                    checkpoint_path,
+                )
     model.eval()
     return history
+
+
+def _loader_seed(loader: Any) -> int:
+    """The seed a sharded loader shuffles with: the loader's own generator's, else 0 (the same on every rank)."""
+    generator = getattr(loader, "generator", None)
+    return generator.initial_seed() if isinstance(generator, torch.Generator) else 0

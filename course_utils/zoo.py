@@ -4,6 +4,10 @@
 manifest); ``train(name)`` reproduces the checkpoint and records its test metrics in the manifest:
 
     python -m course_utils.zoo train --all      # what `make weights` runs
+    torchrun --standalone --nproc_per_node=2 -m course_utils.zoo train --all   # `make weights NPROC=2`
+
+Under ``torchrun`` each process trains on its share of every epoch (``fit`` is data-parallel: the
+batch size is per process, so N processes take N times larger steps); rank 0 evaluates and writes.
 
 Classifiers and detectors go through the same ``train``/``evaluate``/``load``: each
 ``ZooModel`` says how its data are batched (``collate``), which loss ``fit`` minimizes
@@ -29,7 +33,7 @@ from torch.utils.data import DataLoader, Dataset, TensorDataset
 from tqdm.auto import tqdm
 
 from . import data as _data
-from . import imagenet
+from . import distributed, imagenet
 from .data import SHAPES, SceneClassification, SpuriousScenes, collate_detection
 from .detection import YOLO, FasterRCNN, RetinaNet
 from .detection.ssd import build_ssd
@@ -281,7 +285,11 @@ def load_test_set(name: str, weights_dir: Path = WEIGHTS_DIR, **overrides: Any) 
 
 
 def train(name: str, weights_dir: Path = WEIGHTS_DIR, epochs: int | None = None) -> dict[str, float]:
-    """Train ``name`` from scratch (seeded), save its checkpoint and manifest entry; return its metrics."""
+    """Train ``name`` from scratch (seeded), save its checkpoint and manifest entry; return its metrics.
+
+    Trains on the GPU when there is one. Under ``torchrun`` only rank 0 evaluates and writes (the
+    other ranks return ``{}``).
+    """
     spec = _spec(name)
     seed_everything(spec.seed)
     model = spec.build()
@@ -293,7 +301,10 @@ def train(name: str, weights_dir: Path = WEIGHTS_DIR, epochs: int | None = None)
     optimizer = spec.optimizer(model.parameters(), lr=spec.lr)
     n_epochs = epochs or spec.epochs
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=n_epochs)
-    fit(model, loader, spec.loss, optimizer, n_epochs, scheduler=scheduler, device="cpu")
+    fit(model, loader, spec.loss, optimizer, n_epochs, scheduler=scheduler)
+    if not distributed.is_main_process():
+        return {}
+    model.cpu()
     metrics = evaluate(name, model)
     weights_dir = Path(weights_dir)
     path = save_checkpoint({"model": model.state_dict()}, weights_dir / f"{name}.pt")
@@ -308,6 +319,8 @@ def train(name: str, weights_dir: Path = WEIGHTS_DIR, epochs: int | None = None)
         "epochs": n_epochs,
         "torch": torch.__version__.split("+")[0],
     }
+    if distributed.world_size() > 1:
+        entries[name]["processes"] = distributed.world_size()  # batch_size per process: another training
     if spec.data is not None:
         entries[name]["data"] = spec.data
     (weights_dir / MANIFEST).write_text(json.dumps(entries, indent=2, sort_keys=True) + "\n")
@@ -320,12 +333,18 @@ def main(argv: list[str] | None = None) -> int:
     p_train = sub.add_parser("train", help="train zoo models and update data/weights/")
     p_train.add_argument("names", nargs="*", help=f"models to train: {', '.join(MODELS)}")
     p_train.add_argument("--all", action="store_true", help="train every model")
+    p_train.add_argument("--epochs", type=int, help="train this many epochs instead of each model's own number")
+    p_train.add_argument("--weights-dir", type=Path, default=WEIGHTS_DIR, help="where checkpoints and the manifest go")
     args = parser.parse_args(argv)
     names = list(MODELS) if args.all else args.names
     if not names:
         parser.error("name a model or pass --all")
     for name in names:
-        print(f"{name}: {train(name)}")
+        metrics = train(name, args.weights_dir, epochs=args.epochs)
+        if distributed.is_main_process():
+            print(f"{name}: {metrics}")
+    if torch.distributed.is_initialized():
+        torch.distributed.destroy_process_group()
     return 0
 
 

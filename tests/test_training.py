@@ -74,7 +74,8 @@ def loaders(own_generator: bool, generator_seed: int = 7) -> tuple[DataLoader, D
     return train, DataLoader(TensorDataset(xv, yv), batch_size=6)
 
 
-def run(epochs: int, path, *, resume: bool = False, seed: int = 0, own_generator: bool = False, generator_seed: int = 7):
+def run(epochs: int, path, *, resume: bool = False, seed: int = 0, own_generator: bool = False, generator_seed: int = 7,
+        **fit_kwargs):
     """A full training setup built from scratch: model, optimizer, scheduler, loaders."""
     seed_everything(seed)
     model = make_mlp()
@@ -83,7 +84,7 @@ def run(epochs: int, path, *, resume: bool = False, seed: int = 0, own_generator
     train, val = loaders(own_generator, generator_seed)
     history = fit(
         model, train, mse, optimizer, epochs, val_loader=val, metrics={"mae": mae}, scheduler=scheduler,
-        checkpoint_path=path, resume=resume, progress=False,
+        checkpoint_path=path, resume=resume, progress=False, **fit_kwargs,
     )
     return model, optimizer, scheduler, history
 
@@ -625,3 +626,78 @@ def test_progress_false_disables_every_bar(monkeypatch, progress):
     fit(model, train, mse, torch.optim.SGD(model.parameters(), lr=0.01), 2, val_loader=val, progress=progress)
     assert len(seen) == 1 + 2 * 2  # the epoch bar, then a train and a val bar per epoch
     assert all(d is True for d in seen) if not progress else all(d is None for d in seen)
+
+
+# --------------------------------------------------------------------------- mixed precision, memory format
+
+CUDA = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+
+
+def test_amp_on_the_cpu_is_a_no_op_that_says_so_once(tmp_path):
+    plain, *_, plain_history = run(3, tmp_path / "a.pt")
+    with pytest.warns(UserWarning, match="no effect on cpu") as caught:
+        amp, *_, amp_history = run(3, tmp_path / "b.pt", amp=True, device="cpu")
+    assert len([w for w in caught if "amp=True" in str(w.message)]) == 1
+    assert amp_history == plain_history
+    assert all(torch.equal(a, b) for a, b in zip(plain.state_dict().values(), amp.state_dict().values()))
+    assert load_checkpoint(tmp_path / "b.pt")["scaler"] is None
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, match",
+    [
+        (dict(amp=True, amp_dtype=torch.float32), ValueError, "amp_dtype must be torch.float16 or torch.bfloat16"),
+        (dict(amp=True, amp_dtype="bf16"), ValueError, "amp_dtype must be"),
+        (dict(amp_dtype=torch.float16), ValueError, "only used with amp=True"),
+        (dict(amp="yes"), TypeError, "amp must be True or False"),
+    ],
+)
+def test_fit_rejects_bad_amp_settings(tmp_path, kwargs, error, match):
+    with pytest.raises(error, match=match):
+        run(1, tmp_path / "ck.pt", **kwargs)
+
+
+def test_channels_last_trains_like_the_default_layout():
+    def train(channels_last: bool) -> nn.Module:
+        seed_everything(0)
+        model = nn.Sequential(nn.Conv2d(3, 8, 3, padding=1), nn.BatchNorm2d(8), nn.ReLU(), nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(8, 2))
+        g = torch.Generator().manual_seed(0)
+        data = TensorDataset(torch.randn(32, 3, 12, 12, generator=g), torch.randint(0, 2, (32,), generator=g))
+        fit(model, DataLoader(data, batch_size=8), nn.functional.cross_entropy, torch.optim.SGD(model.parameters(), lr=0.1), 2,
+            channels_last=channels_last, device="cpu", progress=False)
+        return model
+
+    default, last = train(False), train(True)
+    assert last[0].weight.is_contiguous(memory_format=torch.channels_last)
+    for a, b in zip(default.parameters(), last.parameters()):
+        torch.testing.assert_close(a, b, rtol=1e-4, atol=1e-5)
+
+
+@CUDA
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_amp_on_cuda_trains(tmp_path, dtype):
+    if dtype == torch.bfloat16 and not torch.cuda.is_bf16_supported():
+        pytest.skip("this GPU has no bfloat16")
+    _, *_, history = run(6, tmp_path / "ck.pt", amp=True, amp_dtype=dtype, device="cuda")
+    assert history["train_loss"][-1] < 0.5 * history["train_loss"][0]
+    scaler = load_checkpoint(tmp_path / "ck.pt")["scaler"]
+    assert (scaler is not None) == (dtype == torch.float16)  # float16 needs loss scaling, bfloat16 does not
+
+
+@CUDA
+def test_amp_float16_resume_restores_the_scaler_and_equals_an_uninterrupted_run(tmp_path):
+    settings = dict(amp=True, amp_dtype=torch.float16, device="cuda")
+    straight, *_, straight_history = run(4, tmp_path / "straight.pt", **settings)
+    run(2, tmp_path / "split.pt", **settings)
+    resumed, *_, resumed_history = run(4, tmp_path / "split.pt", resume=True, seed=999, **settings)
+    assert resumed_history == straight_history
+    assert all(torch.equal(a, b) for a, b in zip(straight.state_dict().values(), resumed.state_dict().values()))
+
+
+@CUDA
+def test_fit_trains_on_the_gpu_by_default():
+    seed_everything(0)
+    model = make_mlp()
+    x, y = regression_data()
+    fit(model, DataLoader(TensorDataset(x, y), batch_size=16), mse, torch.optim.SGD(model.parameters(), lr=0.05), 1, progress=False)
+    assert next(model.parameters()).device.type == "cuda"
