@@ -26,14 +26,20 @@ from .boxes import box_iou
 from .validation import (
     check_boxes,
     check_choice,
+    check_detections,
     check_finite,
+    check_labelled_boxes,
+    check_per_image_pairs,
     check_positive_int,
     check_probability,
     check_same_length,
     check_tensor,
 )
 
-__all__ = ["coco_evaluate", "average_precision", "proposal_recall", "confusion_matrix", "segmentation_scores"]
+__all__ = [
+    "coco_evaluate", "average_precision", "match_detections", "pr_curve", "precision_envelope", "proposal_recall",
+    "confusion_matrix", "segmentation_scores",
+]
 
 # The COCO protocol's parameters, those of pycocotools' ``Params`` (numpy's linspace values bit for
 # bit: the recall point "0.70" is 0.7000000000000001, which a recall of exactly 0.7 does not reach).
@@ -131,6 +137,87 @@ def average_precision(
         return float(np.sum(widths * _envelope(precision)))
     points = RECALL_POINTS if method == "coco101" else VOC_POINTS
     return float(np.mean(_precision_at(recall, precision, points)))
+
+
+# ---------------------------------------------------------------------------------------------
+# One class's precision-recall curve, step by step (what notebook 03 and its explorer draw)
+# ---------------------------------------------------------------------------------------------
+def _match_image(boxes: Tensor, gt: Tensor, iou_threshold: float) -> Tensor:
+    """Greedy matching in one image: each detection (by decreasing score) takes the free GT with
+    the highest IoU, if that IoU is ``>= iou_threshold``. Returns the true-positive flags ``[D]``."""
+    ious = box_iou(boxes.double(), gt.double())  # [D, G]; float64 like pycocotools
+    free = torch.ones(len(gt), dtype=torch.bool)
+    hit = torch.zeros(len(boxes), dtype=torch.bool)
+    for d in range(len(boxes)):
+        candidates = torch.where(free, ious[d], -1.0)
+        if len(gt) and candidates.max() >= iou_threshold:
+            free[candidates.argmax()] = False
+            hit[d] = True
+    return hit
+
+
+def match_detections(
+    preds: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]], label: int, iou_threshold: float = 0.5
+) -> tuple[Tensor, Tensor, int]:
+    """Rank the detections of class ``label`` over all images and mark each true or false positive.
+
+    In each image, detections of that class (by decreasing score) greedily take the
+    unmatched ground-truth box of that class with the highest IoU, if it is ``>= iou_threshold``;
+    a detection that finds none (a duplicate, a bad box, a false alarm) is a false positive.
+
+    Args:
+        preds (list[dict]): per image, ``boxes`` (Tensor[D, 4]), ``scores`` and ``labels``.
+        targets (list[dict]): per image, ``boxes`` (Tensor[G, 4]) and ``labels``.
+        label (int): the class.
+        iou_threshold (float): in [0, 1].
+
+    Returns:
+        (Tensor[D] float, Tensor[D] bool, int): the scores of all images' detections of the class
+        by decreasing score (ties keep image order), their true-positive flags, and the number of
+        ground-truth objects of the class.
+    """
+    check_per_image_pairs(preds, targets)
+    label = check_positive_int(label, "label", allow_zero=True)
+    iou_threshold = check_probability(iou_threshold, "iou_threshold")
+    all_scores, all_hits, num_gt = [], [], 0
+    for i, (pred, target) in enumerate(zip(preds, targets)):
+        boxes, scores, labels = check_detections(pred, f"preds[{i}]")
+        gt_boxes, gt_labels = check_labelled_boxes(target, f"targets[{i}]")
+        mine = torch.nonzero(labels == label).flatten()
+        order = mine[torch.sort(scores[mine], descending=True, stable=True).indices]
+        gt = gt_boxes[gt_labels == label]
+        all_scores.append(scores[order])
+        all_hits.append(_match_image(boxes[order], gt, iou_threshold))
+        num_gt += len(gt)
+    scores, hits = torch.cat(all_scores), torch.cat(all_hits)
+    ranking = torch.sort(scores, descending=True, stable=True).indices
+    return scores[ranking], hits[ranking], num_gt
+
+
+def pr_curve(is_tp: Tensor, num_gt: int) -> tuple[Tensor, Tensor]:
+    """Recall and precision after each ranked detection.
+
+    Args:
+        is_tp (Tensor[D] bool): true-positive flags by decreasing score.
+        num_gt (int): number of ground-truth objects (> 0).
+
+    Returns:
+        (Tensor[D], Tensor[D]) float64: recall = TP / num_gt and precision = TP / (TP + FP).
+    """
+    is_tp = check_tensor(is_tp, "is_tp", ndim=1)
+    num_gt = check_positive_int(num_gt, "num_gt")
+    if int(is_tp.sum()) > num_gt:
+        raise ValueError(f"is_tp has {int(is_tp.sum())} true positives but there are only num_gt={num_gt} objects")
+    tp = torch.cumsum(is_tp.double(), 0)
+    ranks = torch.arange(1, len(is_tp) + 1, dtype=torch.float64)
+    return tp / num_gt, tp / ranks
+
+
+def precision_envelope(precision: Tensor) -> Tensor:
+    """The monotone version of a precision curve: at each point, the best precision at that
+    point or any later one (higher recall). ``[D] -> [D]``."""
+    precision = check_finite(check_tensor(precision, "precision", ndim=1), "precision")
+    return precision.flip(0).cummax(0).values.flip(0)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from numbers import Integral, Real
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import torch
 from torch import Tensor
@@ -104,3 +104,34 @@ def check_same_length(a: Tensor, b: Tensor, name_a: str, name_b: str) -> None:
     """Require two tensors to have the same first dimension."""
     if a.shape[0] != b.shape[0]:
         raise ValueError(f"{name_a} and {name_b} must have the same length, got {a.shape[0]} and {b.shape[0]}")
+
+
+def check_labelled_boxes(target: object, name: str = "target") -> tuple[Tensor, Tensor]:
+    """The ``boxes`` ([N, 4] xyxy) and ``labels`` ([N] int) of a dict such as a detection target."""
+    if not isinstance(target, Mapping) or "boxes" not in target or "labels" not in target:
+        raise TypeError(f"{name} must be a dict with 'boxes' and 'labels', got {type(target).__name__}")
+    boxes = check_boxes(target["boxes"], f"{name}['boxes']")
+    labels = check_tensor(target["labels"], f"{name}['labels']", ndim=1)
+    if labels.is_floating_point() or labels.dtype == torch.bool:
+        raise TypeError(f"{name}['labels'] must hold integer class indices, got dtype {labels.dtype}")
+    check_same_length(boxes, labels, f"{name}['boxes']", f"{name}['labels']")
+    return boxes, labels
+
+
+def check_detections(detections: object, name: str = "detections") -> tuple[Tensor, Tensor, Tensor]:
+    """The ``boxes``, ``scores`` and ``labels`` of a detector's output dict."""
+    boxes, labels = check_labelled_boxes(detections, name)
+    if "scores" not in detections:  # type: ignore[operator]
+        raise TypeError(f"{name} must have 'scores'")
+    scores = check_finite(check_tensor(detections["scores"], f"{name}['scores']", ndim=1), f"{name}['scores']")  # type: ignore[index]
+    check_same_length(boxes, scores, f"{name}['boxes']", f"{name}['scores']")
+    return boxes, scores, labels
+
+
+def check_per_image_pairs(preds: object, targets: object) -> None:
+    """``preds`` and ``targets`` are lists with one dict per image, of the same length."""
+    for value, name in ((preds, "preds"), (targets, "targets")):
+        if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
+            raise TypeError(f"{name} must be a list of dicts (one per image), got {type(value).__name__}")
+    if len(preds) != len(targets):  # type: ignore[arg-type]
+        raise ValueError(f"preds and targets must have one dict per image, got {len(preds)} and {len(targets)}")  # type: ignore[arg-type]

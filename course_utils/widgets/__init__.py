@@ -21,16 +21,13 @@ from .iou import iou_explorer, iou_explorer_figure, iou_figure, iou_parts
 from .nms_map import (
     draw_pr_curve,
     filter_detections,
-    match_detections,
     nms_explorer,
     nms_figure,
     nms_steps,
     nms_steps_figure,
     nms_summary,
-    pr_curve,
     pr_curve_explorer,
     pr_curve_figure,
-    precision_envelope,
     simulate_detections,
 )
 from .occlusion import forward_passes, occlusion_explorer, occlusion_figure, occlusion_map, window_starts
@@ -56,7 +53,7 @@ __all__ = [
     "iou_parts", "iou_figure", "iou_explorer_figure",
     "assign_anchors", "match_counts", "anchor_figure",
     "simulate_detections", "filter_detections", "nms_steps", "nms_steps_figure", "nms_summary", "nms_figure",
-    "match_detections", "pr_curve", "precision_envelope", "draw_pr_curve", "pr_curve_figure",
+    "draw_pr_curve", "pr_curve_figure",
     "detect", "proposals", "map50", "detection_summary", "detection_figure",
     "responsible_cells", "shared_cells", "anchor_matches", "positive_anchors", "model_anchors", "detections_above", "run_detector",
     "one_stage_figure",

@@ -23,11 +23,10 @@ from torch import Tensor
 from ..boxes import box_iou
 from ..data import SHAPES
 from ..detection import FasterRCNN
-from ..metrics import coco_evaluate
+from ..metrics import coco_evaluate, match_detections
 from ..validation import check_positive_int, check_probability, check_tensor
 from ..viz import draw_boxes, show_image
 from ._base import dashboard, labels_inside
-from .nms_map import match_detections
 
 Detections = dict[str, Tensor]  # boxes [K, 4] xyxy, labels [K] int64, scores [K]
 Scene = tuple[Tensor, Mapping[str, Tensor]]  # image [3, H, W] and its target (boxes, labels)

@@ -7,8 +7,8 @@ dashboards over them.
   trained detector needed): jittered duplicates, false positives, misses, confused labels.
 * ``filter_detections``: the usual post-processing, a score threshold then (batched) NMS.
 * ``nms_steps``: greedy NMS as a list of rounds (who is kept, whom it suppresses).
-* ``match_detections`` and ``pr_curve``: the precision-recall curve of one class over many images.
-* ``precision_envelope``: the curve made monotone, the curve that AP integrates.
+* ``draw_pr_curve`` and ``pr_curve_figure``: one class's precision-recall curve (computed by
+  ``metrics.match_detections`` and ``metrics.pr_curve``), its envelope and how AP reads it.
 """
 
 from __future__ import annotations
@@ -25,10 +25,13 @@ from torch import Tensor
 
 from ..boxes import batched_nms, box_convert, box_iou, nms
 from ..data import SHAPES, SyntheticScenes, make_scene
-from ..metrics import average_precision
+from ..metrics import average_precision, match_detections, pr_curve, precision_envelope
 from ..validation import (
     check_boxes,
+    check_detections,
     check_finite,
+    check_labelled_boxes,
+    check_per_image_pairs,
     check_positive_int,
     check_positive_number,
     check_probability,
@@ -48,28 +51,6 @@ SCENE_OPTIONS = {"num_objects": (2, 6), "max_overlap": 0.5}
 # ---------------------------------------------------------------------------------------------
 # A simulated detector
 # ---------------------------------------------------------------------------------------------
-def _check_target(target: object, name: str = "target") -> tuple[Tensor, Tensor]:
-    """The ``boxes`` ([N, 4] xyxy) and ``labels`` ([N] int) of a detection dict."""
-    if not isinstance(target, Mapping) or "boxes" not in target or "labels" not in target:
-        raise TypeError(f"{name} must be a dict with 'boxes' and 'labels', got {type(target).__name__}")
-    boxes = check_boxes(target["boxes"], f"{name}['boxes']")
-    labels = check_tensor(target["labels"], f"{name}['labels']", ndim=1)
-    if labels.is_floating_point() or labels.dtype == torch.bool:
-        raise TypeError(f"{name}['labels'] must hold integer class indices, got dtype {labels.dtype}")
-    check_same_length(boxes, labels, f"{name}['boxes']", f"{name}['labels']")
-    return boxes, labels
-
-
-def _check_detections(detections: object, name: str = "detections") -> tuple[Tensor, Tensor, Tensor]:
-    """The ``boxes``, ``scores`` and ``labels`` of a detector's output dict."""
-    boxes, labels = _check_target(detections, name)
-    if "scores" not in detections:  # type: ignore[operator]
-        raise TypeError(f"{name} must have 'scores'")
-    scores = check_finite(check_tensor(detections["scores"], f"{name}['scores']", ndim=1), f"{name}['scores']")  # type: ignore[index]
-    check_same_length(boxes, scores, f"{name}['boxes']", f"{name}['scores']")
-    return boxes, scores, labels
-
-
 def simulate_detections(
     target: Mapping[str, Tensor],
     seed: int,
@@ -104,7 +85,7 @@ def simulate_detections(
         dict: ``boxes`` (float32 Tensor[D, 4] xyxy), ``scores`` (float32 Tensor[D] in (0, 1)) and
         ``labels`` (int64 Tensor[D]), in no particular order.
     """
-    gt_boxes, gt_labels = _check_target(target)
+    gt_boxes, gt_labels = check_labelled_boxes(target)
     seed = check_positive_int(seed, "seed", allow_zero=True)
     image_size = check_positive_int(image_size, "image_size")
     num_classes = check_positive_int(num_classes, "num_classes")
@@ -166,7 +147,7 @@ def filter_detections(
     Returns:
         dict: the kept ``boxes``, ``scores``, ``labels``, by decreasing score.
     """
-    boxes, scores, labels = _check_detections(detections)
+    boxes, scores, labels = check_detections(detections)
     score_threshold = check_probability(score_threshold, "score_threshold")
     iou_threshold = check_probability(iou_threshold, "iou_threshold")
     confident = torch.nonzero(scores >= score_threshold).flatten()
@@ -246,92 +227,6 @@ def nms_steps_figure(
 # ---------------------------------------------------------------------------------------------
 # Precision and recall of one class
 # ---------------------------------------------------------------------------------------------
-def _check_pairs(preds: object, targets: object) -> None:
-    for value, name in ((preds, "preds"), (targets, "targets")):
-        if not isinstance(value, Sequence) or isinstance(value, (str, bytes)):
-            raise TypeError(f"{name} must be a list of dicts (one per image), got {type(value).__name__}")
-    if len(preds) != len(targets):  # type: ignore[arg-type]
-        raise ValueError(f"preds and targets must have one dict per image, got {len(preds)} and {len(targets)}")  # type: ignore[arg-type]
-
-
-def _match_image(boxes: Tensor, gt: Tensor, iou_threshold: float) -> Tensor:
-    """Greedy matching in one image: each detection (by decreasing score) takes the free GT with
-    the highest IoU, if that IoU is ``>= iou_threshold``. Returns the true-positive flags ``[D]``."""
-    ious = box_iou(boxes.double(), gt.double())  # [D, G]; float64 like pycocotools
-    free = torch.ones(len(gt), dtype=torch.bool)
-    hit = torch.zeros(len(boxes), dtype=torch.bool)
-    for d in range(len(boxes)):
-        candidates = torch.where(free, ious[d], -1.0)
-        if len(gt) and candidates.max() >= iou_threshold:
-            free[candidates.argmax()] = False
-            hit[d] = True
-    return hit
-
-
-def match_detections(
-    preds: Sequence[Mapping[str, Tensor]], targets: Sequence[Mapping[str, Tensor]], label: int, iou_threshold: float = 0.5
-) -> tuple[Tensor, Tensor, int]:
-    """Rank the detections of class ``label`` over all images and mark each true or false positive.
-
-    In each image, detections of that class (by decreasing score) greedily take the
-    unmatched ground-truth box of that class with the highest IoU, if it is ``>= iou_threshold``;
-    a detection that finds none (a duplicate, a bad box, a false alarm) is a false positive.
-
-    Args:
-        preds (list[dict]): per image, ``boxes`` (Tensor[D, 4]), ``scores`` and ``labels``.
-        targets (list[dict]): per image, ``boxes`` (Tensor[G, 4]) and ``labels``.
-        label (int): the class.
-        iou_threshold (float): in [0, 1].
-
-    Returns:
-        (Tensor[D] float, Tensor[D] bool, int): the scores of all images' detections of the class
-        by decreasing score (ties keep image order), their true-positive flags, and the number of
-        ground-truth objects of the class.
-    """
-    _check_pairs(preds, targets)
-    label = check_positive_int(label, "label", allow_zero=True)
-    iou_threshold = check_probability(iou_threshold, "iou_threshold")
-    all_scores, all_hits, num_gt = [], [], 0
-    for i, (pred, target) in enumerate(zip(preds, targets)):
-        boxes, scores, labels = _check_detections(pred, f"preds[{i}]")
-        gt_boxes, gt_labels = _check_target(target, f"targets[{i}]")
-        mine = torch.nonzero(labels == label).flatten()
-        order = mine[torch.sort(scores[mine], descending=True, stable=True).indices]
-        gt = gt_boxes[gt_labels == label]
-        all_scores.append(scores[order])
-        all_hits.append(_match_image(boxes[order], gt, iou_threshold))
-        num_gt += len(gt)
-    scores, hits = torch.cat(all_scores), torch.cat(all_hits)
-    ranking = torch.sort(scores, descending=True, stable=True).indices
-    return scores[ranking], hits[ranking], num_gt
-
-
-def pr_curve(is_tp: Tensor, num_gt: int) -> tuple[Tensor, Tensor]:
-    """Recall and precision after each ranked detection.
-
-    Args:
-        is_tp (Tensor[D] bool): true-positive flags by decreasing score.
-        num_gt (int): number of ground-truth objects (> 0).
-
-    Returns:
-        (Tensor[D], Tensor[D]) float64: recall = TP / num_gt and precision = TP / (TP + FP).
-    """
-    is_tp = check_tensor(is_tp, "is_tp", ndim=1)
-    num_gt = check_positive_int(num_gt, "num_gt")
-    if int(is_tp.sum()) > num_gt:
-        raise ValueError(f"is_tp has {int(is_tp.sum())} true positives but there are only num_gt={num_gt} objects")
-    tp = torch.cumsum(is_tp.double(), 0)
-    ranks = torch.arange(1, len(is_tp) + 1, dtype=torch.float64)
-    return tp / num_gt, tp / ranks
-
-
-def precision_envelope(precision: Tensor) -> Tensor:
-    """The monotone version of a precision curve: at each point, the best precision at that
-    point or any later one (higher recall). ``[D] -> [D]``."""
-    precision = check_finite(check_tensor(precision, "precision", ndim=1), "precision")
-    return precision.flip(0).cummax(0).values.flip(0)
-
-
 def _interpolation_points(method: str) -> np.ndarray:
     return np.arange(0.0, 1.1, 0.1) if method == "voc11" else np.linspace(0.0, 1.0, 101)
 
@@ -378,8 +273,8 @@ def nms_summary(
         NMS), ``suppressed`` (by NMS), ``found`` (objects matched by a kept box of their class at
         IoU >= 0.5), ``missed`` (objects not found) and ``extra`` (kept boxes that match no object).
     """
-    gt_boxes, gt_labels = _check_target(target)
-    raw, _, _ = _check_detections(detections)
+    gt_boxes, gt_labels = check_labelled_boxes(target)
+    raw, _, _ = check_detections(detections)
     above = filter_detections(detections, score_threshold, iou_threshold=1.0)
     kept = filter_detections(detections, score_threshold, iou_threshold, class_aware)
     found = sum(
@@ -480,7 +375,7 @@ def pr_curve_explorer(
         raise ValueError("give both preds and targets, or neither")
     if preds is None:
         preds, targets = _default_data()
-    _check_pairs(preds, targets)
+    check_per_image_pairs(preds, targets)
     controls = {
         "label": W.Dropdown(options=[(name, k) for k, name in enumerate(class_names) if k > 0], value=1, description="class"),
         "iou_threshold": W.FloatSlider(value=0.5, min=0.5, max=0.95, step=0.05, description="IoU ≥", continuous_update=False),
