@@ -15,7 +15,7 @@ from torch.nn import functional as F
 
 from course_utils.metrics import confusion_matrix, segmentation_evaluate, segmentation_scores
 from course_utils.segmentation import (
-    FCN, UNet, bilinear_kernel, boundary_band, boundary_iou, conv_from_linear, segmentation_loss,
+    FCN, UNet, bilinear_kernel, boundary_band, boundary_iou, conv_from_linear, lesion_dice, segmentation_loss,
 )
 from course_utils.zoo import SmallCNN
 
@@ -282,3 +282,20 @@ def test_segmentation_evaluate_equals_the_scores_of_its_confusion_matrix():
     background = segmentation_evaluate(ConstantSegmenter(3, 0), data, 3)
     assert background["pixel_accuracy"] == pytest.approx(float((masks == 0).float().mean()))
     assert background["iou"][1:].sum() == 0
+
+
+def test_lesion_dice_scores_each_lesion_in_its_neighbourhood():
+    lesions = torch.zeros(2, 20, 20, dtype=torch.uint8)
+    lesions[0, 2:6, 2:6] = 1  # 16 px
+    lesions[1, 10:18, 10:18] = 1  # 64 px
+    truth = lesions.bool().any(0)
+    assert lesion_dice(truth, lesions).tolist() == [1.0, 1.0]
+    only_big = lesions[1].bool()
+    assert lesion_dice(only_big, lesions).tolist() == [0.0, 1.0]  # the small one missed, the big one untouched
+    grown = truth.clone()
+    grown[6, 2:6] = True  # 4 false-alarm pixels next to the small lesion
+    grown[0, 19] = True  # a false alarm far from every lesion counts for none
+    assert lesion_dice(grown, lesions).tolist() == pytest.approx([2 * 16 / (20 + 16), 1.0])
+    assert lesion_dice(truth, lesions[:0]).shape == (0,)
+    with pytest.raises(ValueError, match="must match pred"):
+        lesion_dice(truth[:10], lesions)
