@@ -113,3 +113,10 @@ def test_the_explorer_rejects_bad_arguments_by_name(kwargs, error, message, show
     args = dict(models={"a": unet()}, samples=samples(1), class_names=CLASSES) | kwargs
     with pytest.raises(error, match=message):
         mask_explorer(**args)
+
+
+def test_the_explorer_defaults_to_the_zoo_unets(shown):
+    box = mask_explorer()
+    controls = box.children[1].children
+    assert list(controls[1].options) == ["unet", "unet_no_skips"] and controls[0].max == 19
+    assert [label for label, _ in controls[2].options] == list(CLASSES)

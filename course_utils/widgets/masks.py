@@ -104,17 +104,28 @@ def mask_figure(
     return figure
 
 
+EXPLORER_SCENES = 20  # the default explorer shows the first scenes of the zoo U-Net's test set
+
+
 def mask_explorer(
-    models: Mapping[str, nn.Module],
-    samples: Sequence[tuple[Tensor, Tensor]],
-    class_names: Sequence[str],
+    models: Mapping[str, nn.Module] | None = None,
+    samples: Sequence[tuple[Tensor, Tensor]] | None = None,
+    class_names: Sequence[str] | None = None,
     *,
     class_index: int = 1,
     threshold: float = 0.5,
 ) -> W.VBox:
     """Image, model, class and threshold -> the true and predicted masks over the image, with IoU, Dice
     and boundary IoU. ``models`` maps a name to a segmenter; ``samples`` are ``(image, mask)`` pairs.
-    Each model runs once per image (results cached)."""
+    Each model runs once per image (results cached). Defaults: the zoo's ``unet`` and ``unet_no_skips``,
+    the first 20 scenes of their test set and its class names."""
+    if models is None or samples is None or class_names is None:
+        from .. import zoo  # only the defaults need the zoo
+
+        test_set = zoo.load_test_set("unet")
+        models = {name: zoo.load(name) for name in ("unet", "unet_no_skips")} if models is None else models
+        samples = [test_set[i] for i in range(EXPLORER_SCENES)] if samples is None else samples
+        class_names = test_set.class_names if class_names is None else class_names
     if not isinstance(models, Mapping) or not models or not all(isinstance(m, nn.Module) for m in models.values()):
         raise TypeError("models must be a non-empty dict of name -> segmenter (nn.Module)")
     if not isinstance(samples, Sequence) or not samples:
