@@ -36,7 +36,10 @@ __all__ = [
     "SyntheticScenes",
     "SceneClassification",
     "SpuriousScenes",
+    "SceneSegmentation",
+    "LesionScans",
     "make_scene",
+    "make_lesion_scan",
     "masks_to_boxes",
     "collate_detection",
     "to_coco",
@@ -444,3 +447,133 @@ class SpuriousScenes(SceneClassification):
             image = torch.where(target["masks"].bool().any(0), image, grass)
         target["background"] = torch.tensor(background, dtype=torch.int64)
         return image, target
+
+
+class SceneSegmentation(SyntheticScenes):
+    """The synthetic scenes for semantic segmentation: ``dataset[i] = (image [3, H, W], mask [H, W])``.
+
+    ``mask`` is the int64 ``semantic_mask`` (0 = background, 1 + index in ``classes`` for an object);
+    the keyword arguments are ``SyntheticScenes``'s; :meth:`scene` gives the full detection target.
+    """
+
+    def scene(self, index: int) -> tuple[Tensor, dict[str, Tensor]]:
+        """Scene ``index`` with its full target (boxes, instance masks, semantic mask)."""
+        return super().__getitem__(index)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image, target = self.scene(index)
+        return image, target["semantic_mask"]
+
+
+def _tissue(size: int, rng: np.random.Generator) -> np.ndarray:
+    """Grey-level tissue-like texture ``[H, W]`` in about [0.2, 0.7]: smooth noise at three scales plus grain."""
+    from scipy.ndimage import gaussian_filter
+
+    field = np.zeros((size, size), dtype=np.float64)
+    for sigma, amplitude in ((size / 8, 0.10), (size / 24, 0.05), (1.0, 0.03)):
+        noise = gaussian_filter(rng.normal(size=(size, size)), sigma, mode="wrap")
+        field += amplitude * noise / (noise.std() + 1e-12)
+    return (0.45 + field + rng.normal(0.0, 0.02, size=(size, size))).astype(np.float32)
+
+
+def _lesion_mask(size: int, centre: tuple[float, float], radius: float, rng: np.random.Generator) -> np.ndarray:
+    """An irregular blob ``[H, W]`` bool: a disc whose radius wobbles with three random harmonics of the angle."""
+    ys, xs = np.mgrid[0:size, 0:size].astype(np.float64) + 0.5
+    dy, dx = ys - centre[0], xs - centre[1]
+    angle = np.arctan2(dy, dx)
+    wobble = sum(rng.uniform(0.0, 0.15) * np.cos(k * angle + rng.uniform(0, 2 * np.pi)) for k in (2, 3, 5))
+    return np.hypot(dy, dx) < radius * (1.0 + wobble)
+
+
+def make_lesion_scan(
+    seed: int,
+    image_size: int = 64,
+    num_lesions: tuple[int, int] = (1, 3),
+    lesion_size: tuple[int, int] = (4, 20),
+    contrast: tuple[float, float] = (0.1, 0.35),
+) -> tuple[Tensor, Tensor]:
+    """One grey-level "scan": tissue texture with lesions brighter than their surroundings.
+
+    Args:
+        seed: any non-negative int; the same seed gives the same scan.
+        num_lesions: inclusive range of the number of lesions (they never touch).
+        lesion_size: inclusive range of a lesion's mean diameter in pixels.
+        contrast: range of a lesion's brightness above the tissue (in [0, 1] grey levels).
+
+    Returns:
+        (Tensor[3, H, W] float32 in [0, 1], the grey level in all three channels,
+        Tensor[K, H, W] uint8 one mask per lesion).
+    """
+    seed = check_positive_int(seed, "seed", allow_zero=True)
+    image_size = check_positive_int(image_size, "image_size")
+    lo_n, hi_n = _check_range(num_lesions, "num_lesions", allow_zero=True)
+    lo_s, hi_s = _check_range(lesion_size, "lesion_size")
+    if hi_s > image_size // 2:
+        raise ValueError(f"lesion_size {lesion_size} is too large for an image of {image_size} pixels (at most {image_size // 2})")
+    if not isinstance(contrast, Sequence) or len(contrast) != 2:
+        raise TypeError(f"contrast must be a pair (low, high), got {contrast!r}")
+    lo_c, hi_c = (check_probability(c, f"contrast[{i}]") for i, c in enumerate(contrast))
+    if lo_c > hi_c:
+        raise ValueError(f"contrast must have low <= high, got {contrast!r}")
+    from scipy.ndimage import gaussian_filter
+
+    rng = np.random.default_rng(seed)
+    image = _tissue(image_size, np.random.default_rng([seed, 1]))
+    wanted = int(rng.integers(lo_n, hi_n + 1))
+    masks: list[np.ndarray] = []
+    placed: list[tuple[float, float, float]] = []
+    for _ in range(50 * max(wanted, 1)):
+        if len(masks) == wanted:
+            break
+        radius = rng.uniform(lo_s, hi_s) / 2
+        margin = 1.2 * radius + 1
+        cy, cx = rng.uniform(margin, image_size - margin, size=2)
+        if any(np.hypot(cy - y, cx - x) < 1.3 * (radius + r) + 2 for y, x, r in placed):
+            continue
+        mask = _lesion_mask(image_size, (cy, cx), radius, rng)
+        if not mask.any():
+            continue
+        spots = 1.0 + 0.3 * gaussian_filter(rng.normal(size=mask.shape), 1.5)  # the lesion has a texture of its own
+        soft = gaussian_filter(mask.astype(np.float64), 0.7)  # its edge is a little blurred, as in a real scan
+        image = image + (rng.uniform(lo_c, hi_c) * soft * spots).astype(np.float32)
+        masks.append(mask)
+        placed.append((cy, cx, radius))
+    grey = torch.from_numpy(np.clip(image, 0.0, 1.0))
+    lesions = torch.from_numpy(np.stack(masks)).to(torch.uint8) if masks else torch.zeros((0, image_size, image_size), dtype=torch.uint8)
+    return grey.expand(3, -1, -1).contiguous(), lesions
+
+
+class LesionScans(Dataset):
+    """``length`` seeded grey-level scans with lesions: ``dataset[i] = (image [3, H, W], mask [H, W])``.
+
+    ``mask`` is int64, 1 on a lesion and 0 elsewhere; :meth:`lesions` gives one mask per lesion
+    (to score small and large lesions apart). Keyword arguments: see ``make_lesion_scan``.
+    """
+
+    class_names = ("background", "lesion")
+
+    def __init__(
+        self,
+        length: int,
+        seed: int = 0,
+        image_size: int = 64,
+        num_lesions: tuple[int, int] = (1, 3),
+        lesion_size: tuple[int, int] = (4, 20),
+        contrast: tuple[float, float] = (0.1, 0.35),
+    ) -> None:
+        self.length = check_positive_int(length, "length")
+        self.seed = check_positive_int(seed, "seed", allow_zero=True)
+        self.options = dict(image_size=image_size, num_lesions=num_lesions, lesion_size=lesion_size, contrast=contrast)
+        make_lesion_scan(0, **self.options)  # validate the options now, not at the first access
+
+    def __len__(self) -> int:
+        return self.length
+
+    def lesions(self, index: int) -> tuple[Tensor, Tensor]:
+        """Scan ``index`` and its per-lesion masks: ``(image [3, H, W], uint8 [K, H, W])``."""
+        index = _check_index(index, self.length)
+        return make_lesion_scan(_scene_seed(self.seed, index), **self.options)
+
+    def __getitem__(self, index: int) -> tuple[Tensor, Tensor]:
+        image, lesions = self.lesions(index)
+        return image, lesions.bool().any(0).to(torch.int64)

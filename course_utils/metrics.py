@@ -23,6 +23,7 @@ import torch
 from torch import Tensor
 
 from .boxes import box_iou
+from .segmentation import boundary_iou
 from .validation import (
     check_boxes,
     check_choice,
@@ -38,7 +39,7 @@ from .validation import (
 
 __all__ = [
     "coco_evaluate", "average_precision", "match_detections", "pr_curve", "precision_envelope", "proposal_recall",
-    "confusion_matrix", "segmentation_scores",
+    "confusion_matrix", "segmentation_scores", "segmentation_evaluate",
 ]
 
 # The COCO protocol's parameters, those of pycocotools' ``Params`` (numpy's linspace values bit for
@@ -797,3 +798,33 @@ def segmentation_scores(confmat: Tensor) -> dict[str, float | Tensor]:
         "dice": dice,
         "mean_dice": mean(dice),
     }
+
+
+@torch.no_grad()
+def segmentation_evaluate(
+    model: torch.nn.Module, data: object, num_classes: int, batch_size: int = 50, boundary_width: int = 2
+) -> dict[str, float | Tensor]:
+    """Score a segmenter (eval mode, logits ``[N, C, H, W]``) on ``(image, mask)`` samples.
+
+    The predicted class of a pixel is the argmax of its logits. Pixels of all images are pooled
+    into one ``confusion_matrix`` (so a large object weighs more than a small one) and scored by
+    ``segmentation_scores``; ``boundary_iou`` (mean over the foreground classes) scores the edges.
+
+    Returns:
+        dict: ``segmentation_scores``'s keys plus ``boundary_iou`` (float) and ``confmat`` (Tensor[C, C]).
+    """
+    from torch.utils.data import DataLoader
+
+    num_classes = check_positive_int(num_classes, "num_classes")
+    model.eval()
+    device = next(model.parameters()).device
+    preds, targets = [], []
+    for images, masks in DataLoader(data, batch_size=batch_size):
+        preds.append(model(images.to(device)).argmax(1).cpu().to(torch.uint8))
+        targets.append(masks.to(torch.uint8))
+    pred, target = torch.cat(preds), torch.cat(targets)
+    confmat = confusion_matrix(pred, target, num_classes)
+    scores = segmentation_scores(confmat)
+    scores["boundary_iou"] = boundary_iou(pred, target, num_classes, width=boundary_width)["mean_iou"]
+    scores["confmat"] = confmat
+    return scores

@@ -37,12 +37,13 @@ from . import distributed, imagenet
 from .data import SHAPES, SceneClassification, SpuriousScenes, collate_detection
 from .detection import YOLO, FasterRCNN, RetinaNet
 from .detection.ssd import build_ssd
-from .metrics import coco_evaluate
+from .metrics import coco_evaluate, segmentation_evaluate
+from .segmentation import FCN, UNet, segmentation_loss
 from .training import fit, load_checkpoint, save_checkpoint, seed_everything
 
 __all__ = [
     "SmallCNN", "MODELS", "WEIGHTS_DIR", "ZooModel", "DataSpec", "load", "train", "evaluate", "load_test_set",
-    "materialize", "draw_boxes", "accuracy", "detection_map", "manifest", "PRETRAINED",
+    "materialize", "draw_boxes", "draw_masks", "accuracy", "detection_map", "segmentation_metrics", "manifest", "PRETRAINED",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "weights"
@@ -88,6 +89,12 @@ def draw_boxes(dataset: Dataset, desc: str = "drawing scenes") -> list[tuple[Ten
     return [(image, {k: v for k, v in target.items() if k in BOX_KEYS}) for image, target in samples]
 
 
+def draw_masks(dataset: Dataset, desc: str = "drawing scenes") -> TensorDataset:
+    """Draw every segmentation sample once into memory: ``TensorDataset(images [N, 3, H, W], masks [N, H, W])``."""
+    images, masks = zip(*(dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False, disable=None)))
+    return TensorDataset(torch.stack(images), torch.stack(masks))
+
+
 @torch.no_grad()
 def accuracy(model: nn.Module, data: TensorDataset, batch_size: int = 256) -> float:
     """Top-1 accuracy of ``model`` on ``data``."""
@@ -105,6 +112,17 @@ def detection_map(model: nn.Module, data: Dataset, batch_size: int = 50) -> dict
         preds += model(images)
         targets += batch_targets
     return coco_evaluate(preds, targets, iou_type="bbox")
+
+
+def segmentation_metrics(model: nn.Module, data: Dataset) -> dict[str, float]:
+    """``metrics.segmentation_evaluate`` of a segmenter on ``(image, mask)`` samples, as floats; with two
+    classes (background and one foreground class) also ``foreground_dice``, the Dice of class 1."""
+    num_classes = model.head.out_channels if isinstance(model, UNet) else model.classifier.out_channels
+    scores = segmentation_evaluate(model, data, num_classes)
+    metrics = {k: v for k, v in scores.items() if isinstance(v, float)}
+    if num_classes == 2:
+        metrics["foreground_dice"] = float(scores["dice"][1])
+    return metrics
 
 
 @dataclass(frozen=True)
@@ -184,6 +202,30 @@ def _detector(build: Callable[[], nn.Module], epochs: int, batch_size: int, desc
     )
 
 
+def _segmenter(
+    build: Callable[[], nn.Module], train_set: DataSpec, test_set: DataSpec, epochs: int, description: str,
+    classes: tuple[str, ...] = ("background", *SHAPES), metric_names: tuple[str, ...] = ("mean_iou", "boundary_iou", "pixel_accuracy"),
+    batch_size: int = 32,
+) -> ZooModel:
+    """A segmenter of the zoo: pixel-wise cross-entropy, scored by ``segmentation_metrics`` on one test set."""
+    return ZooModel(
+        build=build, train_set=train_set, test_sets={"test": test_set}, epochs=epochs, description=description,
+        classes=classes, loss=segmentation_loss, batch_size=batch_size, cache=draw_masks, score=segmentation_metrics,
+        metric_names=metric_names,
+    )
+
+
+SEGMENTATION_TRAIN = DataSpec("SceneSegmentation", {**SCENES_TRAIN.kwargs})
+SEGMENTATION_TEST = DataSpec("SceneSegmentation", {**SCENES_TEST.kwargs})
+SMALL_SCENES = dict(image_size=64, classes=SHAPES, num_objects=(1, 4), object_size=(8, 24), max_overlap=0.3)
+SMALL_SEGMENTATION_TRAIN = DataSpec("SceneSegmentation", dict(length=1000, seed=1, **SMALL_SCENES))
+SMALL_SEGMENTATION_TEST = DataSpec("SceneSegmentation", dict(length=200, seed=2, **SMALL_SCENES))
+LESIONS = dict(image_size=64, num_lesions=(1, 3), lesion_size=(4, 20), contrast=(0.1, 0.35))
+LESIONS_TRAIN = DataSpec("LesionScans", dict(length=1000, seed=1, **LESIONS))
+LESIONS_TEST = DataSpec("LesionScans", dict(length=200, seed=2, **LESIONS))
+UNET_EPOCHS = 25
+
+
 MODELS: dict[str, ZooModel] = {
     "shapes_cnn": ZooModel(
         build=lambda: SmallCNN(len(SHAPES)),
@@ -219,6 +261,24 @@ MODELS: dict[str, ZooModel] = {
     "retinanet": _detector(
         lambda: RetinaNet(len(SHAPES) + 1), epochs=20, batch_size=16,
         description="the course's RetinaNet (FPNBackbone, strides 8 and 16, 9 anchors per position, GroupNorm heads, focal loss)",
+    ),
+    "fcn": _segmenter(
+        lambda: FCN(len(SHAPES) + 1), SEGMENTATION_TRAIN, SEGMENTATION_TEST, epochs=12,
+        description="the course's FCN (stride-8 conv features, 1×1 conv classifier, bilinear-initialized transposed conv): "
+        "the class of every pixel of a 128×128 scene",
+    ),
+    "unet": _segmenter(
+        lambda: UNet(len(SHAPES) + 1), SMALL_SEGMENTATION_TRAIN, SMALL_SEGMENTATION_TEST, epochs=UNET_EPOCHS,
+        description="the course's U-Net (3 levels, 8 base channels, skip connections): 64×64 scenes with 8-24 px objects",
+    ),
+    "unet_no_skips": _segmenter(
+        lambda: UNet(len(SHAPES) + 1, skip_connections=False), SMALL_SEGMENTATION_TRAIN, SMALL_SEGMENTATION_TEST,
+        epochs=UNET_EPOCHS, description="the ablation of `unet`: the same network and training without skip connections",
+    ),
+    "unet_lesions": _segmenter(
+        lambda: UNet(2), LESIONS_TRAIN, LESIONS_TEST, epochs=UNET_EPOCHS, classes=("background", "lesion"),
+        metric_names=("foreground_dice", "mean_iou", "boundary_iou", "pixel_accuracy"),
+        description="the course's U-Net (3 levels, 8 base channels) on grey-level scans: which pixels are lesion",
     ),
 }
 

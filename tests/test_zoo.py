@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from course_utils import zoo
-from course_utils.data import SHAPES, SyntheticScenes
+from course_utils.data import SHAPES, SceneSegmentation, SyntheticScenes
 from course_utils.detection.backbone import SmallBackbone
 
 
@@ -154,3 +154,31 @@ def test_small_cnn_shapes():
     x = torch.rand(2, 3, 64, 64)
     assert model.features(x).shape == (2, 64, 8, 8)
     assert model(x).shape == (2, 5)
+
+
+def test_segmenter_entries_record_their_test_sets_and_reach_their_goals():
+    entries = zoo.manifest()
+    for name in ("fcn", "unet", "unet_no_skips", "unet_lesions"):
+        assert entries[name]["data"] == zoo.MODELS[name].data
+        assert zoo.MODELS[name].train_set.kwargs["seed"] != entries[name]["data"]["kwargs"]["seed"]
+    assert entries["fcn"]["data"]["dataset"] == "SceneSegmentation" and entries["fcn"]["data"]["kwargs"]["image_size"] == 128
+    assert entries["unet_lesions"]["data"]["dataset"] == "LesionScans"
+    test = zoo.load_test_set("unet", seed=5, length=3)
+    assert isinstance(test, SceneSegmentation) and len(test) == 3 and test.options == zoo.load_test_set("unet").options
+    metrics = {name: entries[name]["metrics"] for name in entries}
+    assert metrics["fcn"]["mean_iou"] >= 0.85
+    assert metrics["unet"]["mean_iou"] >= 0.90
+    # the ablation, trained identically, is far worse at the edges
+    assert metrics["unet"]["boundary_iou"] > metrics["unet_no_skips"]["boundary_iou"] + 0.3
+    assert zoo.MODELS["unet_no_skips"].epochs == zoo.MODELS["unet"].epochs and not zoo.load("unet_no_skips").skip_connections
+    assert metrics["unet_lesions"]["foreground_dice"] >= 0.85
+
+
+@pytest.mark.parametrize("name", ["fcn", "unet", "unet_lesions"])
+def test_shipped_segmenters_map_images_to_logits(name):
+    model = zoo.load(name)
+    image, mask = zoo.load_test_set(name)[0]
+    with torch.no_grad():
+        logits = model(image[None])
+    assert logits.shape == (1, len(zoo.MODELS[name].classes), *mask.shape)
+    assert (logits.argmax(1)[0] == mask).float().mean() > 0.9

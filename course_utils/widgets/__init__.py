@@ -18,6 +18,7 @@ from .embeddings import (
     spread_indices,
 )
 from .iou import iou_explorer, iou_explorer_figure, iou_figure, iou_parts
+from .masks import class_probabilities_map, mask_explorer, mask_figure, mask_scores, threshold_mask
 from .nms_map import (
     draw_pr_curve,
     filter_detections,
@@ -47,7 +48,7 @@ from .scenes import scene_explorer, scene_figure
 __all__ = [
     # the dashboards
     "scene_explorer", "iou_explorer", "anchor_explorer", "nms_explorer", "pr_curve_explorer", "detection_explorer",
-    "occlusion_explorer", "cam_explorer", "embedding_explorer", "one_stage_explorer",
+    "occlusion_explorer", "cam_explorer", "embedding_explorer", "one_stage_explorer", "mask_explorer",
     # the pure functions behind them
     "scene_figure",
     "iou_parts", "iou_figure", "iou_explorer_figure",
@@ -59,5 +60,6 @@ __all__ = [
     "one_stage_figure",
     "window_starts", "forward_passes", "occlusion_map", "occlusion_figure",
     "conv_blocks", "explorer_scene", "layer_map", "class_heatmap", "class_probabilities", "cam_figure",
+    "class_probabilities_map", "threshold_mask", "mask_scores", "mask_figure",
     "EmbeddingCache", "embed", "spread_indices", "scatter_embedding", "add_thumbnails", "explorer_scores", "embedding_figure",
 ]  # fmt: skip
