@@ -154,3 +154,18 @@ def test_small_cnn_shapes():
     x = torch.rand(2, 3, 64, 64)
     assert model.features(x).shape == (2, 64, 8, 8)
     assert model(x).shape == (2, 5)
+
+
+def test_mask_rcnn_reaches_its_goal_and_predicts_like_torchvision_mask_rcnn():
+    entry = zoo.manifest()["mask_rcnn"]
+    assert entry["data"] == zoo.MODELS["mask_rcnn"].data == zoo.manifest()["faster_rcnn"]["data"]  # the same test scenes
+    assert entry["metrics"]["mask_map_50"] >= 0.88 and entry["metrics"]["map_50"] >= 0.90
+    model = zoo.load("mask_rcnn")
+    image, target = zoo.load_test_set("mask_rcnn")[0]
+    with torch.no_grad():
+        (pred,) = model([image])
+    assert set(pred) == {"boxes", "labels", "scores", "masks"}
+    assert pred["labels"].dtype == torch.int64 and pred["masks"].shape == (len(pred["boxes"]), 1, *image.shape[1:])
+    assert 0.0 <= float(pred["masks"].min()) and float(pred["masks"].max()) <= 1.0
+    best = pred["scores"] > 0.5
+    assert sorted(pred["labels"][best].tolist()) == sorted(target["labels"].tolist())

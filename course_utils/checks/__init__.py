@@ -17,6 +17,7 @@ from .anchors import check_decode, check_encode, check_match  # 02
 from .nms_map import check_average_precision, check_nms  # 03
 from .two_stage import check_fastrcnn_loss, check_filter_proposals, check_roi_pool  # 04
 from .one_stage import check_focal_loss, check_yolo_decode, check_yolo_target  # 05
+from .instance import check_mask_iou  # 07
 from .attribution import check_occlusion, check_saliency  # 08
 from .cam import check_gradcam, check_gradcam_weights  # 09
 from .feature_visualization import check_dream_step  # 10
@@ -30,6 +31,7 @@ __all__ = [
     "check_nms", "check_average_precision",
     "check_roi_pool", "check_filter_proposals", "check_fastrcnn_loss",
     "check_yolo_target", "check_yolo_decode", "check_focal_loss",
+    "check_mask_iou",
     "check_saliency", "check_occlusion",
     "check_gradcam_weights", "check_gradcam",
     "check_dream_step",
