@@ -40,6 +40,7 @@ __all__ = [
     "LesionScans",
     "make_scene",
     "make_lesion_scan",
+    "three_cats",
     "masks_to_boxes",
     "collate_detection",
     "to_coco",
@@ -191,14 +192,25 @@ def make_scene(
         if any(after.sum() < 0.5 * before.sum() for after, before in zip(visible_before, masks)):
             continue  # would hide more than half of an earlier object
         masks = visible_before
-        colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
-        colour[rng.integers(3)] = rng.choice([0.05, 0.95])  # saturated, so objects stand out
-        shade = 1.0 - 0.15 * rng.random((image_size, image_size, 1)).astype(np.float32)
-        image = np.where(full[..., None], colour * shade, image)
+        image = _paint(image, full, rng)
         masks.append(full)
         labels.append(class_index + 1)
         placed.append(box)
 
+    return _scene(image, masks, labels, image_id)
+
+
+def _paint(image: np.ndarray, full: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``image`` [H, W, 3] with the pixels of ``full`` [H, W] painted in a random saturated, slightly shaded colour."""
+    colour = rng.uniform(0.0, 1.0, size=3).astype(np.float32)
+    colour[rng.integers(3)] = rng.choice([0.05, 0.95])  # saturated, so objects stand out
+    shade = 1.0 - 0.15 * rng.random((*full.shape, 1)).astype(np.float32)
+    return np.where(full[..., None], colour * shade, image)
+
+
+def _scene(image: np.ndarray, masks: list[np.ndarray], labels: list[int], image_id: int) -> tuple[Tensor, dict[str, Tensor]]:
+    """An image [H, W, 3] and its visible object masks and labels as a sample (the module docstring's format)."""
+    image_size = image.shape[0]
     mask_tensor = torch.from_numpy(np.stack(masks)).to(torch.uint8) if masks else torch.zeros((0, image_size, image_size), dtype=torch.uint8)
     semantic = torch.zeros((image_size, image_size), dtype=torch.int64)
     for label, m in zip(labels, mask_tensor):
@@ -213,6 +225,53 @@ def make_scene(
         "image_id": torch.tensor(image_id, dtype=torch.int64),
     }
     return torch.from_numpy(image).permute(2, 0, 1).contiguous(), target
+
+
+THREE_CATS_LAYOUT = (  # (x0, y0, side) in a 128-pixel image; the first two cats touch, the third stands apart
+    (10, 14, 44), (48, 22, 40), (78, 74, 38),
+)
+THREE_CATS_OTHER = (14, 76, 36)
+
+
+def three_cats(
+    seed: int = 0,
+    image_size: int = 128,
+    cat: str = "circle",
+    other: str | None = "square",
+    classes: Sequence[str] = SHAPES,
+) -> tuple[Tensor, dict[str, Tensor]]:
+    """The "three cats" picture: one scene with three objects of the same class (``cat``), two of
+    them touching, and one object of another class (``other``; ``None``: none).
+
+    It puts semantic and instance segmentation side by side: the semantic mask (one class per
+    pixel) merges the two touching cats into one blob of class ``cat``; the instance masks keep
+    the three apart. Same format as ``make_scene`` (labels are 1 + index in ``classes``, so with
+    the default ``SHAPES`` the zoo's detectors know them); ``seed`` picks the background and
+    colours, the layout is fixed (scaled to ``image_size``), the other object drawn first.
+    """
+    seed = check_positive_int(seed, "seed", allow_zero=True)
+    image_size = check_positive_int(image_size, "image_size")
+    if image_size < 32:
+        raise ValueError(f"image_size must be >= 32 for the three cats to be visible, got {image_size}")
+    classes = _check_classes(classes)
+    for name, value in (("cat", cat), ("other", other)):
+        if (value is not None or name == "cat") and value not in classes:
+            raise ValueError(f"{name} must be one of classes {list(classes)}, got {value!r}")
+    rng = np.random.default_rng([seed, 3])
+    image = _background(image_size, np.random.default_rng([seed, 1]))
+    objects = ([] if other is None else [(other, THREE_CATS_OTHER)]) + [(cat, box) for box in THREE_CATS_LAYOUT]
+    masks: list[np.ndarray] = []
+    labels: list[int] = []
+    scale = image_size / 128
+    for name, (x0, y0, side) in objects:
+        x0, y0, side = int(x0 * scale), int(y0 * scale), max(int(side * scale), 1)
+        full = np.zeros((image_size, image_size), dtype=bool)
+        full[y0 : y0 + side, x0 : x0 + side] = _shape_mask(name, side, rng)
+        masks = [m & ~full for m in masks]
+        image = _paint(image, full, rng)
+        masks.append(full)
+        labels.append(classes.index(name) + 1)
+    return _scene(image, masks, labels, image_id=0)
 
 
 def _check_range(value: Any, name: str, allow_zero: bool = False) -> tuple[int, int]:

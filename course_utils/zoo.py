@@ -35,7 +35,7 @@ from tqdm.auto import tqdm
 from . import data as _data
 from . import distributed, imagenet
 from .data import SHAPES, SceneClassification, SpuriousScenes, collate_detection
-from .detection import YOLO, FasterRCNN, RetinaNet
+from .detection import YOLO, FasterRCNN, MaskRCNN, RetinaNet
 from .detection.ssd import build_ssd
 from .metrics import coco_evaluate, segmentation_evaluate
 from .segmentation import FCN, UNet, segmentation_loss
@@ -43,7 +43,8 @@ from .training import fit, load_checkpoint, save_checkpoint, seed_everything
 
 __all__ = [
     "SmallCNN", "MODELS", "WEIGHTS_DIR", "ZooModel", "DataSpec", "load", "train", "evaluate", "load_test_set",
-    "materialize", "draw_boxes", "draw_masks", "accuracy", "detection_map", "segmentation_metrics", "manifest", "PRETRAINED",
+    "materialize", "draw_boxes", "draw_masks", "draw_instances", "accuracy", "detection_map", "segmentation_metrics",
+    "instance_map", "manifest", "PRETRAINED",
 ]
 
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "data" / "weights"
@@ -93,6 +94,10 @@ def draw_masks(dataset: Dataset, desc: str = "drawing scenes") -> TensorDataset:
     """Draw every segmentation sample once into memory: ``TensorDataset(images [N, 3, H, W], masks [N, H, W])``."""
     images, masks = zip(*(dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False, disable=None)))
     return TensorDataset(torch.stack(images), torch.stack(masks))
+def draw_instances(dataset: Dataset, desc: str = "drawing scenes") -> list[tuple[Tensor, dict[str, Tensor]]]:
+    """``draw_boxes`` keeping the instance ``masks`` too (what an instance segmenter trains on and is scored by)."""
+    samples = (dataset[i] for i in tqdm(range(len(dataset)), desc=desc, leave=False, disable=None))
+    return [(image, {k: v for k, v in target.items() if k in (*BOX_KEYS, "masks")}) for image, target in samples]
 
 
 @torch.no_grad()
@@ -123,6 +128,18 @@ def segmentation_metrics(model: nn.Module, data: Dataset) -> dict[str, float]:
     if num_classes == 2:
         metrics["foreground_dice"] = float(scores["dice"][1])
     return metrics
+@torch.no_grad()
+def instance_map(model: nn.Module, data: Dataset, batch_size: int = 25) -> dict[str, float]:
+    """COCO box mAP (``map``, ``map_50``, ...) and mask mAP (``mask_map``, ``mask_map_50``, ...) of an
+    instance segmenter (eval mode, torchvision's ``MaskRCNN`` outputs; a mask is its pixels > 0.5)."""
+    model.eval()
+    preds, targets = [], []
+    for images, batch_targets in DataLoader(data, batch_size=batch_size, collate_fn=collate_detection):
+        preds += [{**p, "masks": p["masks"][:, 0] > 0.5} for p in model(images)]
+        targets += batch_targets
+    box = coco_evaluate(preds, targets, iou_type="bbox")
+    mask = coco_evaluate(preds, targets, iou_type="segm")
+    return {**box, **{f"mask_{k}": v for k, v in mask.items()}}
 
 
 @dataclass(frozen=True)
@@ -192,13 +209,17 @@ SCENES_TEST = DataSpec("SyntheticScenes", dict(
 ))
 
 
-def _detector(build: Callable[[], nn.Module], epochs: int, batch_size: int, description: str, lr: float = 3e-3) -> ZooModel:
-    """A detector of the zoo: trained on 1000 scenes, scored by COCO mAP on 200 held-out ones."""
+def _detector(
+    build: Callable[[], nn.Module], epochs: int, batch_size: int, description: str, lr: float = 3e-3, masks: bool = False,
+) -> ZooModel:
+    """A detector of the zoo: trained on 1000 scenes, scored by COCO mAP on 200 held-out ones
+    (``masks=True``: an instance segmenter, trained on the masks too and also scored by mask mAP)."""
     return ZooModel(
         build=build, train_set=SCENES_TRAIN, test_sets={"test": SCENES_TEST}, epochs=epochs, lr=lr,
         description=description, classes=("background", *SHAPES), loss=None, optimizer=torch.optim.AdamW,
-        batch_size=batch_size, collate=collate_detection, cache=draw_boxes, score=detection_map,
-        metric_names=("map_50", "map", "map_75"),
+        batch_size=batch_size, collate=collate_detection, cache=draw_instances if masks else draw_boxes,
+        score=instance_map if masks else detection_map,
+        metric_names=("map_50", "map", "map_75") + (("mask_map_50", "mask_map", "mask_map_75") if masks else ()),
     )
 
 
@@ -279,6 +300,11 @@ MODELS: dict[str, ZooModel] = {
         lambda: UNet(2), LESIONS_TRAIN, LESIONS_TEST, epochs=UNET_EPOCHS, classes=("background", "lesion"),
         metric_names=("foreground_dice", "mean_iou", "boundary_iou", "pixel_accuracy"),
         description="the course's U-Net (3 levels, 8 base channels) on grey-level scans: which pixels are lesion",
+    ),
+    "mask_rcnn": _detector(
+        lambda: MaskRCNN(num_classes=len(SHAPES) + 1), epochs=5, batch_size=8, masks=True,
+        description="the course's Mask R-CNN (SmallBackbone, 4-conv mask head on 14×14 RoIAlign, 28×28 masks): "
+        "boxes and instance masks of 1-4 shapes in a 128×128 scene; labels 1-5",
     ),
 }
 

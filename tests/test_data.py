@@ -22,6 +22,7 @@ from torchvision.ops import box_iou
 from torchvision.ops import masks_to_boxes as tv_masks_to_boxes
 
 from course_utils.data import (
+    three_cats,
     ALL_CLASSES,
     DIGITS,
     SHAPES,
@@ -496,3 +497,47 @@ def test_dataset_rejects_bad_length_and_index():
     for index in (1.0, "0", True):
         with pytest.raises(TypeError, match="index"):
             scenes[index]
+
+
+# --------------------------------------------------------------------------- the three cats
+
+
+@pytest.mark.parametrize("image_size", [64, 128, 200])
+@pytest.mark.parametrize("seed", [0, 5])
+def test_three_cats_one_semantic_blob_for_two_touching_instances(seed, image_size):
+    from scipy import ndimage
+
+    image, target = three_cats(seed, image_size=image_size)
+    check_scene(image, target, image_size=image_size, num_objects=(4, 4), object_size=(1, image_size))
+    assert target["labels"].tolist() == [2, 1, 1, 1]  # a square, then three circles (SHAPES' labels)
+    cats = target["labels"] == 1
+    # three cat instances, but their class's pixels form only two connected blobs: two of them touch
+    assert int(cats.sum()) == 3
+    assert ndimage.label((target["semantic_mask"] == 1).numpy())[1] == 2
+    assert all(ndimage.label(m.numpy())[1] == 1 for m in target["masks"])  # each instance is one piece
+
+
+def test_three_cats_options():
+    a, b = three_cats(1), three_cats(1)
+    assert torch.equal(a[0], b[0]) and torch.equal(a[1]["masks"], b[1]["masks"])
+    assert not torch.equal(three_cats(2)[0], a[0])  # the seed changes background and colours...
+    assert torch.equal(three_cats(2)[1]["masks"], a[1]["masks"])  # ... not the layout
+    _, alone = three_cats(other=None)
+    assert alone["labels"].tolist() == [1, 1, 1]
+    _, digits = three_cats(cat="digit 3", other="digit 8", classes=DIGITS)
+    assert digits["labels"].tolist() == [9, 4, 4, 4]
+
+
+@pytest.mark.parametrize(
+    "kwargs, error, message",
+    [
+        (dict(cat="dog"), ValueError, r"cat must be one of classes"),
+        (dict(other="digit 1"), ValueError, r"other must be one of classes"),
+        (dict(image_size=16), ValueError, r"image_size must be >= 32"),
+        (dict(seed=-1), ValueError, r"seed"),
+        (dict(classes="circle"), TypeError, r"classes must be a non-empty sequence"),
+    ],
+)
+def test_three_cats_bad_input(kwargs, error, message):
+    with pytest.raises(error, match=message):
+        three_cats(**kwargs)

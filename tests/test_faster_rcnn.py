@@ -480,7 +480,8 @@ def test_bad_input(call, error, message):
 
 
 def test_never_imports_torchvision_detection():
-    """The course's detector is built from the course's parts; only to_torchvision reaches for torchvision.
+    """The course's detectors (Faster R-CNN, Mask R-CNN) are built from the course's parts; only
+    to_torchvision reaches for torchvision.
 
     Every module of course_utils.detection is imported first, not only those FasterRCNN needs.
     """
@@ -488,13 +489,17 @@ def test_never_imports_torchvision_detection():
         "import importlib, pkgutil, sys, torch\n"
         "import course_utils.detection as detection\n"
         "names = {info.name for info in pkgutil.iter_modules(detection.__path__)}\n"
-        "assert {'ops', 'transform', '_utils', 'backbone', 'rpn', 'roi_heads', 'faster_rcnn'} <= names, names\n"
+        "assert {'ops', 'transform', '_utils', 'backbone', 'rpn', 'roi_heads', 'faster_rcnn', 'mask_rcnn'} <= names, names\n"
         "for name in sorted(names):\n"
         "    importlib.import_module(f'course_utils.detection.{name}')\n"
         "from course_utils.detection.faster_rcnn import FasterRCNN\n"
         "m = FasterRCNN(num_classes=3)\n"
         "m.train()(([torch.rand(3, 64, 64)]), [{'boxes': torch.tensor([[4.0, 4.0, 30.0, 30.0]]), 'labels': torch.tensor([1])}])\n"
         "m.eval()([torch.rand(3, 64, 64)])\n"
+        "from course_utils.detection.mask_rcnn import MaskRCNN\n"
+        "mm = MaskRCNN(num_classes=3)\n"
+        "mm.train()(([torch.rand(3, 64, 64)]), [{'boxes': torch.tensor([[4.0, 4.0, 30.0, 30.0]]), 'labels': torch.tensor([1]), 'masks': torch.ones(1, 64, 64, dtype=torch.uint8)}])\n"
+        "mm.eval()([torch.rand(3, 64, 64)])\n"
         "assert 'torchvision.models.detection' not in sys.modules, sorted(sys.modules)\n"
         "from course_utils.detection.faster_rcnn import to_torchvision\n"
         "to_torchvision(m)\n"

@@ -308,7 +308,7 @@ def test_to_torchvision_keeps_the_mode_and_dispatches():
     assert isinstance(twin, TorchvisionRetinaNet) and twin.training
     assert twin.backbone is not model.backbone
     assert not to_torchvision(model.eval()).training
-    with pytest.raises(TypeError, match="model must be a course_utils FasterRCNN or RetinaNet"):
+    with pytest.raises(TypeError, match="model must be a course_utils FasterRCNN, MaskRCNN or RetinaNet"):
         detection.to_torchvision(nn.Conv2d(3, 3, 1))
     with pytest.raises(TypeError, match="model must be a course_utils RetinaNet"):
         to_torchvision(detection.FasterRCNN(num_classes=3))

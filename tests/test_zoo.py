@@ -76,8 +76,10 @@ def test_spurious_model_fails_when_the_backgrounds_swap():
 
 
 def test_shipped_weights_stay_small():
-    total = sum(p.stat().st_size for p in zoo.WEIGHTS_DIR.glob("*.pt"))
-    assert total < 5_000_000
+    sizes = {p.name: p.stat().st_size for p in zoo.WEIGHTS_DIR.glob("*.pt")}
+    assert len(sizes) == len(zoo.MODELS)
+    assert max(sizes.values()) < 1_500_000, sizes  # a clone stays light: every checkpoint under 1.5 MB
+    assert sum(sizes.values()) < 8_000_000
 
 
 def test_load_rejects_an_unknown_name():
@@ -182,3 +184,16 @@ def test_shipped_segmenters_map_images_to_logits(name):
         logits = model(image[None])
     assert logits.shape == (1, len(zoo.MODELS[name].classes), *mask.shape)
     assert (logits.argmax(1)[0] == mask).float().mean() > 0.9
+def test_mask_rcnn_reaches_its_goal_and_predicts_like_torchvision_mask_rcnn():
+    entry = zoo.manifest()["mask_rcnn"]
+    assert entry["data"] == zoo.MODELS["mask_rcnn"].data == zoo.manifest()["faster_rcnn"]["data"]  # the same test scenes
+    assert entry["metrics"]["mask_map_50"] >= 0.88 and entry["metrics"]["map_50"] >= 0.90
+    model = zoo.load("mask_rcnn")
+    image, target = zoo.load_test_set("mask_rcnn")[0]
+    with torch.no_grad():
+        (pred,) = model([image])
+    assert set(pred) == {"boxes", "labels", "scores", "masks"}
+    assert pred["labels"].dtype == torch.int64 and pred["masks"].shape == (len(pred["boxes"]), 1, *image.shape[1:])
+    assert 0.0 <= float(pred["masks"].min()) and float(pred["masks"].max()) <= 1.0
+    best = pred["scores"] > 0.5
+    assert sorted(pred["labels"][best].tolist()) == sorted(target["labels"].tolist())

@@ -18,6 +18,7 @@ from .nms_map import check_average_precision, check_nms  # 03
 from .two_stage import check_fastrcnn_loss, check_filter_proposals, check_roi_pool  # 04
 from .one_stage import check_focal_loss, check_yolo_decode, check_yolo_target  # 05
 from .segmentation import check_bilinear_kernel, check_confusion_matrix, check_dice  # 06
+from .instance import check_mask_iou  # 07
 from .attribution import check_occlusion, check_saliency  # 08
 from .cam import check_gradcam, check_gradcam_weights  # 09
 from .feature_visualization import check_dream_step  # 10
@@ -32,6 +33,7 @@ __all__ = [
     "check_roi_pool", "check_filter_proposals", "check_fastrcnn_loss",
     "check_yolo_target", "check_yolo_decode", "check_focal_loss",
     "check_confusion_matrix", "check_dice", "check_bilinear_kernel",
+    "check_mask_iou",
     "check_saliency", "check_occlusion",
     "check_gradcam_weights", "check_gradcam",
     "check_dream_step",

@@ -47,7 +47,7 @@ from .roi_heads import FastRCNNPredictor, RoIAlignPooler, RoIHeads, TwoMLPHead
 from .rpn import RegionProposalNetwork, RPNHead
 from .transform import IMAGENET_MEAN, IMAGENET_STD, DetectionTransform, to_torchvision_transform
 
-__all__ = ["FasterRCNN", "to_torchvision", "LOSS_NAMES"]
+__all__ = ["FasterRCNN", "to_torchvision", "torchvision_settings", "LOSS_NAMES"]
 
 LOSS_NAMES = ("loss_classifier", "loss_box_reg", "loss_objectness", "loss_rpn_box_reg")
 
@@ -76,8 +76,10 @@ class FasterRCNN(nn.Module):
         anchor_sizes, aspect_ratios: anchors per cell = len(sizes) * len(ratios), ratio = h / w.
         rpn_*: see ``RegionProposalNetwork``; box_*: see ``RoIHeads``.
         representation_size: width of the two FC layers of the box head.
-        loss_weights: ``{loss name: weight >= 0}`` for any of ``LOSS_NAMES``; missing ones are 1.
+        loss_weights: ``{loss name: weight >= 0}`` for any of ``loss_names``; missing ones are 1.
     """
+
+    loss_names: tuple[str, ...] = LOSS_NAMES  # in torchvision's order (MaskRCNN adds loss_mask)
 
     def __init__(
         self,
@@ -131,7 +133,7 @@ class FasterRCNN(nn.Module):
         if not hasattr(backbone, "out_channels"):
             raise ValueError("backbone must have an out_channels attribute: the number of channels of its feature map")
         channels = check_positive_int(backbone.out_channels, "backbone.out_channels")
-        self.loss_weights = _check_loss_weights(loss_weights)
+        self.loss_weights = _check_loss_weights(loss_weights, self.loss_names)
 
         self.transform = DetectionTransform(min_size, max_size, image_mean, image_std, size_divisible)
         self.backbone = backbone
@@ -175,7 +177,7 @@ class FasterRCNN(nn.Module):
         if self.training and targets is None:
             raise ValueError("targets is required in training mode: one dict with 'boxes' and 'labels' per image")
         if targets is not None:
-            targets = check_targets(targets, len(images), self.num_classes)
+            targets = self.check_targets(targets, images)
         original_sizes = [(int(img.shape[-2]), int(img.shape[-1])) for img in images]
         batch, targets = self.transform(images, targets)
         feature = self.backbone(batch.tensors)
@@ -188,18 +190,31 @@ class FasterRCNN(nn.Module):
         if self.training:
             losses = {**roi_losses, **rpn_losses}  # torchvision's order
             return {name: loss * self.loss_weights[name] for name, loss in losses.items()}
-        return self.transform.postprocess(detections, batch.image_sizes, original_sizes)
+        return self.postprocess(detections, batch.image_sizes, original_sizes)
+
+    def check_targets(self, targets: object, images: Sequence[Tensor]) -> list[dict[str, Tensor]]:
+        """The training targets checked (``_utils.check_targets``): one dict with ``boxes`` and ``labels`` per image."""
+        return check_targets(targets, len(images), self.num_classes)
+
+    def postprocess(
+        self,
+        detections: list[dict[str, Tensor]],
+        image_sizes: Sequence[tuple[int, int]],
+        original_sizes: Sequence[tuple[int, int]],
+    ) -> list[dict[str, Tensor]]:
+        """The detections mapped back to the original image sizes (``DetectionTransform.postprocess``)."""
+        return self.transform.postprocess(detections, image_sizes, original_sizes)
 
 
-def _check_loss_weights(loss_weights: Mapping[str, float] | None) -> dict[str, float]:
-    weights = dict.fromkeys(LOSS_NAMES, 1.0)
+def _check_loss_weights(loss_weights: Mapping[str, float] | None, names: Sequence[str]) -> dict[str, float]:
+    weights = dict.fromkeys(names, 1.0)
     if loss_weights is None:
         return weights
     if not isinstance(loss_weights, Mapping):
         raise TypeError(f"loss_weights must be a dict {{loss name: weight}}, got {type(loss_weights).__name__}")
     for name, weight in loss_weights.items():
         if name not in weights:
-            raise ValueError(f"loss_weights has an unknown loss {name!r}; the losses are {', '.join(LOSS_NAMES)}")
+            raise ValueError(f"loss_weights has an unknown loss {name!r}; the losses are {', '.join(names)}")
         weights[name] = check_non_negative_number(weight, f"loss_weights[{name!r}]")
     return weights
 
@@ -211,14 +226,24 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
     """torchvision's ``FasterRCNN`` with the settings and (copied) weights of ``model``, in the same mode.
 
     The backbone is deep-copied; the RPN head, box head and predictor are torchvision's
-    ``RPNHead``, ``TwoMLPHead`` and ``FastRCNNPredictor`` loaded with ``model``'s weights; the
-    transform is ``to_torchvision_transform(model.transform)``. Note: torchvision's ``MultiScaleRoIAlign``
-    infers its spatial scale at its first call and keeps it; the course's infers it at every
-    call (same rule), so the two differ only if later batches would give another scale.
+    ``RPNHead``, ``TwoMLPHead`` and ``FastRCNNPredictor`` loaded with ``model``'s weights
+    (``torchvision_settings``); the transform is ``to_torchvision_transform(model.transform)``.
+    Note: torchvision's ``MultiScaleRoIAlign`` infers its spatial scale at its first call and
+    keeps it; the course's infers it at every call (same rule), so the two differ only if later
+    batches would give another scale.
     """
     if not isinstance(model, FasterRCNN):
         raise TypeError(f"model must be a course_utils FasterRCNN, got {type(model).__name__}")
     from torchvision.models.detection import FasterRCNN as TorchvisionFasterRCNN
+
+    tv = TorchvisionFasterRCNN(copy.deepcopy(model.backbone), num_classes=None, **torchvision_settings(model))
+    tv.transform = to_torchvision_transform(model.transform)  # replaces the one the constructor built
+    return match_device_and_mode(tv, model)
+
+
+def torchvision_settings(model: FasterRCNN) -> dict[str, object]:
+    """The keyword arguments of torchvision's ``FasterRCNN`` (and ``MaskRCNN``) that rebuild ``model``'s
+    anchors, RPN and box heads: settings, and torchvision's modules loaded with ``model``'s weights."""
     from torchvision.models.detection.anchor_utils import AnchorGenerator
     from torchvision.models.detection.faster_rcnn import FastRCNNPredictor as TVPredictor
     from torchvision.models.detection.faster_rcnn import TwoMLPHead as TVTwoMLPHead
@@ -254,10 +279,7 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
     predictor = TVPredictor(heads.box_predictor.cls_score.in_features, heads.box_predictor.cls_score.out_features)
     predictor.load_state_dict(heads.box_predictor.state_dict())
     pooler = heads.box_roi_pool
-
-    tv = TorchvisionFasterRCNN(
-        copy.deepcopy(model.backbone),
-        num_classes=None,
+    return dict(
         rpn_anchor_generator=AnchorGenerator((tuple(rpn.sizes),), (tuple(rpn.aspect_ratios),)),
         rpn_head=rpn_head,
         rpn_pre_nms_top_n_train=rpn._pre_nms_top_n["training"],
@@ -284,5 +306,3 @@ def to_torchvision(model: FasterRCNN) -> nn.Module:
         box_positive_fraction=heads.positive_fraction,
         bbox_reg_weights=heads.bbox_reg_weights,
     )
-    tv.transform = to_torchvision_transform(model.transform)  # replaces the one the constructor built
-    return match_device_and_mode(tv, model)

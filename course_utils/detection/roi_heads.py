@@ -149,12 +149,14 @@ class RoIHeads(nn.Module):
 
     def select_training_samples(
         self, proposals: Sequence[Tensor], targets: Sequence[dict[str, Tensor]]
-    ) -> tuple[list[Tensor], list[Tensor], list[Tensor]]:
+    ) -> tuple[list[Tensor], list[Tensor], list[Tensor], list[Tensor]]:
         """Append the ground truth, match, sample.
 
         Returns:
-            per image: the sampled proposals Tensor[S_i, 4], their labels (int64 [S_i], 0 =
-            background) and regression targets Tensor[S_i, 4].
+            per image (torchvision's order): the sampled proposals Tensor[S_i, 4], the index of
+            the ground-truth box each is matched to (int64 [S_i]; 0 for background RoIs, whose
+            index is unused), their labels (int64 [S_i], 0 = background) and regression targets
+            Tensor[S_i, 4].
         """
         dtype = proposals[0].dtype
         gt_boxes = [t["boxes"].to(dtype) for t in targets]
@@ -173,17 +175,18 @@ class RoIHeads(nn.Module):
             matched_idxs.append(clamped)
             labels.append(labels_in_image)
         pos_masks, neg_masks = sample_positive_negative(labels, self.batch_size_per_image, self.positive_fraction)
-        out_props, out_labels, out_targets = [], [], []
+        out_props, out_idxs, out_labels, out_targets = [], [], [], []
         for props, lab, idx, gt, pos, neg in zip(proposals, labels, matched_idxs, gt_boxes, pos_masks, neg_masks):
             sampled = torch.where(pos | neg)[0]
             props, lab, idx = props[sampled], lab[sampled], idx[sampled]
             out_props.append(props)
+            out_idxs.append(idx)
             out_labels.append(lab)
             # Background images have no box to regress to: their rows are never used by the loss.
             out_targets.append(
                 encode_boxes(gt[idx], props, self.bbox_reg_weights) if gt.numel() else torch.zeros_like(props)
             )
-        return out_props, out_labels, out_targets
+        return out_props, out_idxs, out_labels, out_targets
 
     def fastrcnn_loss(
         self, class_logits: Tensor, box_regression: Tensor, labels: list[Tensor], regression_targets: list[Tensor]
@@ -238,7 +241,7 @@ class RoIHeads(nn.Module):
         if self.training:
             if targets is None:
                 raise ValueError("targets is required in training mode (the box head's losses need the ground truth)")
-            proposals, labels, regression_targets = self.select_training_samples(proposals, targets)
+            proposals, _, labels, regression_targets = self.select_training_samples(proposals, targets)
         box_features = self.box_head(self.box_roi_pool(feature, proposals, image_sizes))
         class_logits, box_regression = self.box_predictor(box_features)
         if self.training:
