@@ -21,6 +21,7 @@ from dataclasses import dataclass, fields, replace
 import numpy as np
 import torch
 from torch import Tensor
+from torch.utils.data import DataLoader
 
 from .boxes import box_iou
 from .segmentation import boundary_iou
@@ -813,8 +814,6 @@ def segmentation_evaluate(
     Returns:
         dict: ``segmentation_scores``'s keys plus ``boundary_iou`` (float) and ``confmat`` (Tensor[C, C]).
     """
-    from torch.utils.data import DataLoader
-
     num_classes = check_positive_int(num_classes, "num_classes")
     model.eval()
     device = next(model.parameters()).device
