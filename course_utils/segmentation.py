@@ -133,7 +133,7 @@ class FCN(nn.Module):
 
     def __init__(self, num_classes: int, width: int = 16) -> None:
         super().__init__()
-        num_classes = _check_num_classes(num_classes)
+        self.num_classes = num_classes = _check_num_classes(num_classes)
         width = check_positive_int(width, "width")
         self.features = nn.Sequential(
             *_conv_block(3, width), nn.MaxPool2d(2),
@@ -181,7 +181,7 @@ class UNet(nn.Module):
         self, num_classes: int, base_channels: int = 8, levels: int = 3, skip_connections: bool = True, in_channels: int = 3
     ) -> None:
         super().__init__()
-        num_classes = _check_num_classes(num_classes)
+        self.num_classes = num_classes = _check_num_classes(num_classes)
         base_channels = check_positive_int(base_channels, "base_channels")
         levels = check_positive_int(levels, "levels")
         if levels < 2:

@@ -122,7 +122,7 @@ def detection_map(model: nn.Module, data: Dataset, batch_size: int = 50) -> dict
 def segmentation_metrics(model: nn.Module, data: Dataset) -> dict[str, float]:
     """``metrics.segmentation_evaluate`` of a segmenter on ``(image, mask)`` samples, as floats; with two
     classes (background and one foreground class) also ``foreground_dice``, the Dice of class 1."""
-    num_classes = model.head.out_channels if isinstance(model, UNet) else model.classifier.out_channels
+    num_classes = model.num_classes
     scores = segmentation_evaluate(model, data, num_classes)
     metrics = {k: v for k, v in scores.items() if isinstance(v, float)}
     if num_classes == 2:

@@ -35,7 +35,7 @@ def torchrun(args: list[str], tmp: Path, timeout: float = 240) -> subprocess.Com
 def ranks(tmp_path_factory):
     out = tmp_path_factory.mktemp("ddp")
     torchrun([str(WORKER), str(out)], out)
-    return out, [torch.load(out / f"rank{r}.pt", weights_only=False) for r in range(2)]
+    return out, [torch.load(out / f"rank{r}.pt", weights_only=True) for r in range(2)]
 
 
 def test_both_ranks_ran_in_one_group_of_two(ranks):
