@@ -23,7 +23,7 @@ from torch import Tensor
 from ..validation import check_choice, check_finite, check_non_negative_number, check_positive_int, check_tensor
 from .targets import check_target, select_target
 
-__all__ = ["input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad"]
+__all__ = ["attribution_map", "input_x_gradient", "integrated_gradients", "occlusion", "saliency", "smoothgrad"]
 
 Model = Callable[[Tensor], Tensor]
 
@@ -122,6 +122,28 @@ def saliency(model: Model, inputs: Tensor, target: int | Tensor, abs: bool = Tru
     inputs = _check_model_and_inputs(model, inputs)
     grad = _gradients(model, inputs, check_target(target, len(inputs)))
     return grad.abs() if abs else grad
+
+
+def attribution_map(attribution: Tensor) -> Tensor:
+    """One heatmap per image from a pixel attribution: ``|attribution|`` summed over the channels.
+
+    The course's single convention for showing and scoring saliency, gradient × input, IG and
+    occlusion: every channel's evidence counts, and opposite signs in two channels do not cancel
+    (captum's ``visualize_image_attr`` sums the signed values first; Simonyan et al. took the
+    maximum of ``|gradient|`` over the channels).
+
+    Args:
+        attribution (Tensor[N, C, H, W]): an attribution with the input's shape.
+
+    Returns:
+        Tensor[N, H, W]: non-negative maps.
+    """
+    attribution = check_tensor(attribution, "attribution")
+    if attribution.ndim != 4:
+        raise ValueError(f"attribution must have shape [N, C, H, W], got {tuple(attribution.shape)}")
+    if not attribution.is_floating_point():
+        raise TypeError(f"attribution must be a floating-point tensor, got dtype {attribution.dtype}")
+    return attribution.detach().abs().sum(dim=1)
 
 
 def input_x_gradient(model: Model, inputs: Tensor, target: int | Tensor) -> Tensor:

@@ -21,7 +21,7 @@ from ..validation import check_boxes, check_finite, check_positive_int, check_te
 from .layers import layer_name
 from .targets import check_target, select_target
 
-__all__ = ["deletion_insertion", "pointing_game", "randomization_sanity_check", "spearman_rank_correlation"]
+__all__ = ["deletion_insertion", "mass_fraction", "pointing_game", "randomization_sanity_check", "spearman_rank_correlation"]
 
 Explainer = Callable[[nn.Module, Tensor, "int | Tensor"], Tensor]
 
@@ -42,6 +42,42 @@ def _check_heatmaps(heatmaps: object, name: str = "heatmaps") -> Tensor:
     if heatmaps.shape[-1] == 0 or heatmaps.shape[-2] == 0:
         raise ValueError(f"{name} must have at least one pixel, got shape {tuple(heatmaps.shape)}")
     return check_finite(heatmaps, name)
+
+
+def mass_fraction(heatmaps: Tensor, regions: Tensor, within: Tensor | None = None) -> Tensor:
+    """Share of each heatmap's mass that lies in a region: ``sum(h · region) / sum(h · within)``.
+
+    With ``within=None`` the denominator is the whole map (e.g. the share on the object's mask);
+    with ``within=own | other`` it is the share on one object of the mass on two.
+
+    Args:
+        heatmaps (Tensor[N, H, W] or Tensor[N, 1, H, W]): non-negative maps.
+        regions (Tensor[N, H, W], bool): the region of each map to measure.
+        within (Tensor[N, H, W], bool, optional): the part of each map that counts; contains ``regions``.
+
+    Returns:
+        Tensor[N]: fractions in [0, 1]; 0 for a map with no mass where it counts.
+    """
+    heatmaps = _check_heatmaps(heatmaps)
+    if bool((heatmaps < 0).any()):
+        raise ValueError("heatmaps must be non-negative (take attribution_map or abs() first)")
+    masks = []
+    for name, mask in (("regions", regions), ("within", within)):
+        if mask is None:
+            masks.append(None)
+            continue
+        mask = check_tensor(mask, name)
+        if mask.dtype != torch.bool:
+            raise TypeError(f"{name} must be a bool tensor, got dtype {mask.dtype}")
+        if mask.shape != heatmaps.shape:
+            raise ValueError(f"{name} must have the heatmaps' shape {tuple(heatmaps.shape)}, got {tuple(mask.shape)}")
+        masks.append(mask)
+    regions, within = masks
+    if within is not None and bool((regions & ~within).any()):
+        raise ValueError("regions must lie inside within")
+    inside = (heatmaps * regions).flatten(1).sum(1)
+    total = (heatmaps if within is None else heatmaps * within).flatten(1).sum(1)
+    return torch.where(total > 0, inside / total.clamp(min=torch.finfo(heatmaps.dtype).tiny), 0.0)
 
 
 def pointing_game(heatmaps: Tensor, boxes: Sequence[Tensor], tolerance: float = 0.0) -> dict:
