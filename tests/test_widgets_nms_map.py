@@ -250,6 +250,20 @@ def test_nms_steps_figure_without_boxes():
     assert [ax.get_title() for ax in fig.axes] == ["result: 0 of 0 boxes kept"]
 
 
+def test_nms_steps_figure_names_the_kept_boxes_classes():
+    det = random_detections(4, 12)
+    names = [f"class {k}" for k in range(int(det["labels"].max()) + 1)]
+    rounds = M.nms_steps(det["boxes"], det["scores"], 0.3)
+    fig = M.nms_steps_figure(torch.rand(3, 100, 100), det["boxes"], det["scores"], 0.3, labels=det["labels"], class_names=names)
+    best = rounds[0][0]
+    first_captions = [t.get_text() for t in fig.axes[0].texts]
+    assert first_captions == [f"{names[det['labels'][best]]} {float(det['scores'][best]):.2f}"]
+    final_captions = sorted(t.get_text() for t in fig.axes[-1].texts)
+    assert final_captions == sorted(f"{names[det['labels'][b]]} {float(det['scores'][b]):.2f}" for b, _ in rounds)
+    with pytest.raises(ValueError, match="labels"):
+        M.nms_steps_figure(torch.rand(3, 100, 100), det["boxes"], det["scores"], 0.3, labels=det["labels"][:1])
+
+
 @pytest.mark.parametrize("method", ["voc11", "coco101", "all_points"])
 def test_draw_pr_curve_shows_what_average_precision_computes(method):
     recall, precision = metrics.pr_curve(torch.tensor([True, False, True, True, False, False, True]), 5)

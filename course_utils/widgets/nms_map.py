@@ -189,14 +189,30 @@ def nms_steps(boxes: Tensor, scores: Tensor, iou_threshold: float) -> list[tuple
 
 
 def nms_steps_figure(
-    image: Tensor, boxes: Tensor, scores: Tensor, iou_threshold: float, max_rounds: int = 5, ncols: int = 3
+    image: Tensor,
+    boxes: Tensor,
+    scores: Tensor,
+    iou_threshold: float,
+    max_rounds: int = 5,
+    ncols: int = 3,
+    labels: Tensor | None = None,
+    class_names: Sequence[str] | None = None,
 ) -> plt.Figure:
     """The first ``max_rounds`` rounds of greedy NMS, one panel each, then the result, ``ncols`` per row.
 
     In each panel: boxes kept so far (green), the box kept this round (gold, with its score),
-    the boxes it suppresses (red, dashed), the boxes still in play (white, dotted).
+    the boxes it suppresses (red, dashed), the boxes still in play (white, dotted). With
+    ``labels`` (Tensor[N]) and ``class_names``, kept boxes are captioned with their class name.
     """
     rounds = nms_steps(boxes, scores, iou_threshold)
+    if labels is not None:
+        labels = check_tensor(labels, "labels")
+        if labels.shape != (len(boxes),):
+            raise ValueError(f"labels must have shape [{len(boxes)}], got {tuple(labels.shape)}")
+
+    def named(index: list[int]) -> dict:
+        return {} if labels is None else {"labels": labels[index], "class_names": class_names}
+
     shown = rounds[: check_positive_int(max_rounds, "max_rounds")]
     ncols = min(check_positive_int(ncols, "ncols"), len(shown) + 1)
     nrows = -(-(len(shown) + 1) // ncols)
@@ -212,13 +228,13 @@ def nms_steps_figure(
         draw_boxes(None, boxes[in_play], ax=ax, color="white", linestyle=":")
         draw_boxes(None, boxes[kept], ax=ax, color="limegreen")
         draw_boxes(None, boxes[suppressed], ax=ax, color="red", linestyle="--")
-        draw_boxes(None, boxes[[best]], scores=scores[[best]], ax=ax, color="gold")
+        draw_boxes(None, boxes[[best]], scores=scores[[best]], ax=ax, color="gold", **named([best]))
         ax.set_title(f"round {step}: keep #{best}, suppress {len(suppressed)}", fontsize=9)
         kept.append(best)
     final = [best for best, _ in rounds]
     result = axes[len(shown)]
     show_image(image, result)
-    draw_boxes(None, boxes[final], scores=scores[final], ax=result, color="limegreen")
+    draw_boxes(None, boxes[final], scores=scores[final], ax=result, color="limegreen", **named(final))
     result.set_title(f"result: {len(final)} of {len(boxes)} boxes kept", fontsize=9)
     fig.tight_layout()
     return fig
