@@ -37,6 +37,34 @@ def test_class_probabilities_are_the_softmax_and_keep_the_model_mode():
         class_probabilities_map(model, torch.rand(1, 32, 32))
 
 
+class DeviceRecorder(torch.nn.Module):
+    """Holds one parameter on ``device`` and records the device of each input; answers on the CPU."""
+
+    def __init__(self, device: str) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.zeros(1, device=device))
+        self.seen: list[torch.device] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(x.device)
+        return torch.zeros(len(x), 2, *x.shape[-2:])
+
+
+def test_class_probabilities_send_the_image_to_the_models_device():
+    model = DeviceRecorder("meta")  # a device other than the CPU, on any machine
+    probabilities = class_probabilities_map(model, torch.rand(3, 8, 8))
+    assert model.seen == [torch.device("meta")] and probabilities.device == torch.device("cpu")
+    assert _base.model_device(torch.nn.ReLU()) == torch.device("cpu")  # no parameters: the CPU
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_class_probabilities_of_a_model_on_the_gpu():
+    model = unet()
+    image = samples(1)[0][0]
+    expected = class_probabilities_map(model, image)
+    torch.testing.assert_close(class_probabilities_map(model.cuda(), image), expected, atol=1e-4, rtol=1e-4)
+
+
 def test_threshold_mask():
     probabilities = torch.tensor([[[0.2, 0.6]], [[0.8, 0.4]]])
     assert threshold_mask(probabilities, 1, 0.5).tolist() == [[True, False]]

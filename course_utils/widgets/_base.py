@@ -18,11 +18,19 @@ from typing import Any, Callable, Mapping
 
 import ipywidgets as W
 import matplotlib.pyplot as plt
+import torch
 from IPython.display import display
 from matplotlib.axes import Axes
+from torch import nn
 
 RUN_ALL = "run the notebook from the top (Run → Run All Cells) to make this dashboard live."
 CAPTION = "Picture of the first view: run the notebook from the top (Run → Run All Cells) to make it live."
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """Where ``model``'s parameters live (the CPU for a model without any): its inputs go there."""
+    parameter = next(model.parameters(), None)
+    return parameter.device if parameter is not None else torch.device("cpu")
 
 
 def live_hint(title: str = "") -> str:

@@ -24,7 +24,7 @@ from ..segmentation import boundary_band
 from ..training import eval_mode
 from ..validation import check_positive_int, check_probability, check_tensor
 from ..viz import to_numpy_image
-from ._base import dashboard
+from ._base import dashboard, model_device
 
 HIT, MISS, FALSE_ALARM = (0.1, 0.8, 0.1), (0.95, 0.75, 0.0), (0.9, 0.1, 0.1)  # colours of the prediction panel
 
@@ -37,10 +37,13 @@ def _check_image(image: object) -> Tensor:
 
 
 def class_probabilities_map(model: nn.Module, image: Tensor) -> Tensor:
-    """Softmax over the classes of ``model(image[None])``: float ``[C, H, W]``, summing to 1 at each pixel."""
+    """Softmax over the classes of ``model(image[None])``: float ``[C, H, W]`` on the CPU, summing to 1 at each pixel.
+
+    The image goes to the model's device (the GPU when the notebook put the model there).
+    """
     image = _check_image(image)
     with eval_mode(model), torch.no_grad():
-        return model(image[None])[0].softmax(0).cpu()
+        return model(image[None].to(model_device(model)))[0].softmax(0).cpu()
 
 
 def threshold_mask(probabilities: Tensor, class_index: int, threshold: float) -> Tensor:

@@ -35,7 +35,7 @@ from ..detection.yolo import YOLO, encode_targets
 from ..training import eval_mode
 from ..validation import check_boxes, check_choice, check_positive_int, check_probability, check_tensor
 from ..viz import PALETTE, draw_boxes, show_image
-from ._base import dashboard, labels_inside
+from ._base import dashboard, labels_inside, model_device
 
 Detections = dict[str, Tensor]  # boxes [K, 4] xyxy, labels [K] int64, scores [K]
 CLASS_NAMES = ("background", *SHAPES)
@@ -148,11 +148,6 @@ def _eval(model: nn.Module) -> Iterator[nn.Module]:
         yield model
 
 
-def _device(model: nn.Module) -> torch.device:
-    parameter = next(model.parameters(), None)
-    return parameter.device if parameter is not None else torch.device("cpu")
-
-
 def model_anchors(model: nn.Module, image: Tensor) -> Tensor:
     """Every default box / anchor of ``model`` for ``image`` [3, H, W]: Tensor[A, 4] xyxy in the image's own pixels.
 
@@ -174,7 +169,7 @@ def model_anchors(model: nn.Module, image: Tensor) -> Tensor:
         size = (int(in_height), int(in_width))
     else:
         with _eval(model):
-            batch, _ = model.transform([image.to(_device(model))])
+            batch, _ = model.transform([image.to(model_device(model))])
             if isinstance(model, RetinaNet):
                 anchors = torch.cat(model.anchors(batch.tensors.shape[-2:], model.features(batch.tensors)))
             else:
@@ -225,7 +220,7 @@ def run_detector(model: nn.Module, image: Tensor) -> Detections:
     model = _check_model(model)
     image = _check_image(image)
     with _eval(model):
-        (output,) = model([image.to(_device(model))])
+        (output,) = model([image.to(model_device(model))])
     return {key: value.detach().cpu() if isinstance(value, Tensor) else value for key, value in output.items()}
 
 
