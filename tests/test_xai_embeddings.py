@@ -10,7 +10,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.decomposition import PCA
+from sklearn.linear_model import LinearRegression
 from sklearn.manifold import TSNE, trustworthiness
+from sklearn.metrics import r2_score
 from sklearn.model_selection import LeaveOneOut, cross_val_predict
 from sklearn.neighbors import KNeighborsClassifier
 from torch import nn
@@ -18,7 +20,7 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from course_utils import data, zoo
 from course_utils.xai import embed_2d, embedding_scores, extract_features
-from course_utils.xai.embeddings import knn_accuracy
+from course_utils.xai.embeddings import knn_accuracy, linear_probe_r2
 
 pytestmark = pytest.mark.usefixtures("one_thread")  # tiny tensors: extra threads only wait
 
@@ -289,3 +291,48 @@ def test_trained_features_separate_the_classes_untrained_do_not(shapes_cnn: nn.M
     assert scores["trained"]["knn_accuracy"] > 0.9
     assert scores["untrained"]["knn_accuracy"] < 0.5
     assert scores["trained"]["trustworthiness"] > scores["untrained"]["trustworthiness"]
+
+
+# --------------------------------------------------------------------------- linear_probe_r2
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_linear_probe_r2_equals_sklearn(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    features = rng.normal(size=(80, 6))
+    target = features @ rng.normal(size=6) + 0.5 * rng.normal(size=80) + 3.0
+    fitted = LinearRegression().fit(features[:60], target[:60])
+    expected = r2_score(target[60:], fitted.predict(features[60:]))
+    assert linear_probe_r2(torch.from_numpy(features).float(), torch.from_numpy(target), 60) == pytest.approx(expected, abs=1e-5)
+    assert linear_probe_r2(features, target, 60) == pytest.approx(expected, abs=1e-10)
+    assert 0.3 < expected < 1  # a noisy but readable target: the comparison is not of two trivial scores
+
+
+def test_linear_probe_r2_exact_and_unreadable_targets() -> None:
+    rng = np.random.default_rng(0)
+    features = rng.normal(size=(200, 4))
+    assert linear_probe_r2(features, 2 * features[:, 1] - features[:, 3] + 7, 100) == pytest.approx(1.0, abs=1e-9)
+    # a target that ignores the features: no better than the held-out mean (R² near 0, or below)
+    assert linear_probe_r2(features, rng.normal(size=200), 100) < 0.1
+    # an invertible linear change of the features changes nothing a linear probe can read
+    target = np.sin(features[:, 0]) + features[:, 2] ** 2
+    mixed = features @ rng.normal(size=(4, 4)) + 5
+    assert linear_probe_r2(mixed, target, 100) == pytest.approx(linear_probe_r2(features, target, 100), abs=1e-9)
+
+
+@pytest.mark.parametrize(
+    ("features", "target", "n_fit", "error", "name"),
+    [
+        (np.zeros((10, 3)), np.zeros(9), 5, ValueError, "length"),
+        (np.zeros((10, 3)), np.zeros((10, 1)), 5, ValueError, "target"),
+        (np.zeros((10, 3)), np.array(["a"] * 10), 5, TypeError, "target"),
+        (np.zeros((10, 3)), np.full(10, np.nan), 5, ValueError, "target"),
+        (np.zeros(10), np.zeros(10), 5, ValueError, "features"),
+        (np.zeros((10, 3)), np.arange(10.0), 9, ValueError, "n_fit"),
+        (np.zeros((10, 3)), np.arange(10.0), 0, ValueError, "n_fit"),
+        (np.zeros((10, 3)), np.ones(10), 5, ValueError, "constant"),
+    ],
+)
+def test_linear_probe_r2_bad_input(features, target, n_fit: int, error: type, name: str) -> None:
+    with pytest.raises(error, match=name):
+        linear_probe_r2(features, target, n_fit)

@@ -4,6 +4,8 @@
 - :func:`embed_2d`: PCA, t-SNE (scikit-learn) or UMAP (umap-learn) down to two dimensions.
 - :func:`embedding_scores`: how faithful the 2-D picture is (trustworthiness, Venna & Kaski 2001,
   as ``sklearn.manifold.trustworthiness``) and how well the classes separate in it (k-NN accuracy).
+- :func:`linear_probe_r2`: how much of a property of the images (brightness, size …) a linear map
+  reads off the features, on held-out images.
 
 Every result is a CPU ``torch.Tensor``: features and embeddings are float32, labels int64.
 """
@@ -24,7 +26,9 @@ from ..validation import check_choice, check_positive_int, check_same_length, ch
 from .feature_visualization import eval_mode
 from .layers import layer_name, record_layer
 
-__all__ = ["EMBEDDING_METHODS", "POOLING", "embed_2d", "embedding_scores", "extract_features", "knn_accuracy"]
+__all__ = [
+    "EMBEDDING_METHODS", "POOLING", "embed_2d", "embedding_scores", "extract_features", "knn_accuracy", "linear_probe_r2",
+]  # fmt: skip
 
 EMBEDDING_METHODS = ("pca", "tsne", "umap")
 POOLING = ("avg", "max", "flatten")
@@ -227,3 +231,35 @@ def embedding_scores(
     if k >= len(x) / 2:
         raise ValueError(f"k must be smaller than half the number of points ({len(x)} / 2), got {k}")
     return {"trustworthiness": float(trustworthiness(x, y, n_neighbors=k)), "knn_accuracy": knn_accuracy(y, labels, k)}
+
+
+def linear_probe_r2(features: Tensor | np.ndarray, target: Tensor | np.ndarray, n_fit: int) -> float:
+    """How well a linear map reads ``target`` off ``features``: R² on held-out rows (a linear probe).
+
+    An affine least-squares fit (weights and a bias) on the first ``n_fit`` rows predicts the
+    others; the score is ``1 - SS_residual / SS_total`` on those, as ``sklearn.metrics.r2_score``
+    of ``sklearn.linear_model.LinearRegression``'s predictions: 1 is perfect, 0 is no better than
+    the held-out mean, below 0 worse. Shuffle the rows first if they are ordered.
+
+    Args:
+        features (Tensor[N, D] or ndarray): one row per image (computed in float64).
+        target (Tensor[N] or ndarray): the property to read, one real number per image.
+        n_fit (int): rows to fit on, ``1 <= n_fit <= N - 2``; the other rows are scored.
+    """
+    x = _as_matrix(features, "features")
+    if isinstance(target, Tensor):
+        target = target.detach().cpu().numpy()
+    if np.ndim(target) != 1:
+        raise ValueError(f"target must have shape [N], one value per row of features, got {np.shape(target)}")
+    y = _as_matrix(np.asarray(target)[:, None], "target")  # [N, 1]
+    check_same_length(x, y, "features", "target")
+    n_fit = check_positive_int(n_fit, "n_fit")
+    if n_fit > len(x) - 2:
+        raise ValueError(f"n_fit must leave at least 2 of the {len(x)} rows to score, got {n_fit}")
+    design = np.hstack([x, np.ones((len(x), 1))])  # a column of ones: the bias
+    weights = np.linalg.lstsq(design[:n_fit], y[:n_fit], rcond=None)[0]
+    held_out = y[n_fit:, 0]
+    total = float(((held_out - held_out.mean()) ** 2).sum())
+    if total == 0:
+        raise ValueError("target is constant on the held-out rows: R² is undefined")
+    return 1 - float(((held_out - design[n_fit:] @ weights[:, 0]) ** 2).sum()) / total
