@@ -36,6 +36,7 @@ __all__ = [
     "SyntheticScenes",
     "SceneClassification",
     "SpuriousScenes",
+    "load_scenes",
     "SceneSegmentation",
     "LesionScans",
     "make_scene",
@@ -506,6 +507,29 @@ class SpuriousScenes(SceneClassification):
             image = torch.where(target["masks"].bool().any(0), image, grass)
         target["background"] = torch.tensor(background, dtype=torch.int64)
         return image, target
+
+
+def load_scenes(dataset: SceneClassification) -> dict[str, Tensor | list[Tensor]]:
+    """Every scene of a classification data set as one batch, with what explanations are scored against.
+
+    Returns:
+        dict: ``images`` Tensor[N, 3, H, W]; ``labels`` int64 Tensor[N], the classifier's classes
+        (``dataset[i][1]``, from 0); ``masks`` bool Tensor[N, H, W], the object's visible mask;
+        ``boxes`` list of N Tensor[1, 4] (xyxy); and, for :class:`SpuriousScenes`, ``backgrounds``
+        int64 Tensor[N], indices in ``SpuriousScenes.BACKGROUNDS``.
+    """
+    if not isinstance(dataset, SceneClassification):
+        raise TypeError(f"dataset must be a SceneClassification (or SpuriousScenes), got {type(dataset).__name__}")
+    scenes = [dataset.scene(i) for i in range(len(dataset))]
+    batch: dict[str, Tensor | list[Tensor]] = {
+        "images": torch.stack([image for image, _ in scenes]),
+        "labels": torch.stack([target["labels"][0] - 1 for _, target in scenes]),
+        "masks": torch.stack([target["masks"][0].bool() for _, target in scenes]),
+        "boxes": [target["boxes"] for _, target in scenes],
+    }
+    if isinstance(dataset, SpuriousScenes):
+        batch["backgrounds"] = torch.stack([target["background"] for _, target in scenes])
+    return batch
 
 
 class SceneSegmentation(SyntheticScenes):

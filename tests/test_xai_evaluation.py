@@ -14,7 +14,14 @@ from scipy.stats import spearmanr
 from torch import nn
 from torchvision.transforms.v2.functional import gaussian_blur
 
-from course_utils.xai import deletion_insertion, grad_cam, pointing_game, randomization_sanity_check
+from course_utils.xai import (
+    deletion_insertion,
+    grad_cam,
+    pointing_game,
+    randomization_layers,
+    randomization_sanity_check,
+    randomize_layers,
+)
 from course_utils.xai.evaluation import spearman_rank_correlation
 
 # --- pointing game -----------------------------------------------------------------------------
@@ -300,6 +307,54 @@ def test_sanity_check_bad_input() -> None:
         randomization_sanity_check(model, inputs, 0, lambda m, x, t: x[:2])
     with pytest.raises(TypeError, match="explain"):
         randomization_sanity_check(model, inputs, 0, lambda m, x, t: 1.0)
+
+
+def test_randomization_layers_are_the_parameterised_layers_from_the_output_down() -> None:
+    model, _ = small_cnn(0)
+    assert randomization_layers(model) == ["10", "6", "3", "2", "0"]
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        randomization_layers("features")
+
+
+def test_randomize_layers_is_the_model_of_each_sanity_check_step() -> None:
+    model, inputs = small_cnn(6)
+    layers = randomization_layers(model)
+    scores = randomization_sanity_check(model, inputs, 3, explain_grad_cam, seed=4)
+    original = explain_grad_cam(model, inputs, 3)
+    for step, (name, score) in enumerate(scores):
+        randomized = randomize_layers(model, layers[: step + 1], seed=4)
+        correlation = spearman_rank_correlation(original, explain_grad_cam(randomized, inputs, 3)).mean().item()
+        assert name == layers[step] and correlation == pytest.approx(score, abs=1e-9)
+
+
+def test_randomize_layers_changes_only_the_layers_named_on_a_copy() -> None:
+    model, _ = small_cnn(7)
+    with torch.no_grad():  # a "trained" BatchNorm, so that its re-initialisation shows
+        model[3].weight.fill_(2.0), model[3].running_mean.fill_(0.5), model[3].running_var.fill_(3.0)
+    before = {name: value.clone() for name, value in model.state_dict().items()}
+    rng = torch.random.get_rng_state()
+    randomized = randomize_layers(model, ["10", model[3]], seed=1)
+    assert torch.equal(rng, torch.random.get_rng_state())
+    assert all(torch.equal(before[name], value) for name, value in model.state_dict().items())
+    after = randomized.state_dict()
+    changed = {name for name in before if not torch.equal(before[name], after[name])}
+    assert {name.split(".")[0] for name in changed} == {"10", "3"}
+    assert {"10.weight", "10.bias", "3.weight", "3.running_mean", "3.running_var"} <= changed
+    assert after["3.weight"].eq(1).all() and after["3.running_mean"].eq(0).all() and after["3.running_var"].eq(1).all()
+    # seed + k for the k-th layer: the fc layer gets seed 1 whichever layers follow it
+    assert torch.equal(after["10.weight"], randomize_layers(model, ["10"], seed=1).state_dict()["10.weight"])
+    copy_only = randomize_layers(model, [])
+    assert copy_only is not model and all(torch.equal(before[name], value) for name, value in copy_only.state_dict().items())
+
+
+def test_randomize_layers_bad_input() -> None:
+    model, _ = small_cnn(0)
+    with pytest.raises(ValueError, match="layer 'fc'"):
+        randomize_layers(model, ["fc"])
+    with pytest.raises(ValueError, match="has no reset_parameters"):
+        randomize_layers(model, ["1"])
+    with pytest.raises(ValueError, match="seed"):
+        randomize_layers(model, ["10"], seed=-1)
 
 
 @settings(max_examples=60, deadline=None)

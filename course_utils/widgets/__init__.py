@@ -43,12 +43,14 @@ from .one_stage import (
     run_detector,
     shared_cells,
 )
+from .randomization import explanation_maps, randomization_explorer, randomization_figure, randomized_explanations
 from .scenes import scene_explorer, scene_figure
 
 __all__ = [
     # the dashboards
     "scene_explorer", "iou_explorer", "anchor_explorer", "nms_explorer", "pr_curve_explorer", "detection_explorer",
     "occlusion_explorer", "cam_explorer", "embedding_explorer", "one_stage_explorer", "mask_explorer",
+    "randomization_explorer",
     # the pure functions behind them
     "scene_figure",
     "iou_parts", "iou_figure", "iou_explorer_figure",
@@ -62,4 +64,5 @@ __all__ = [
     "conv_blocks", "explorer_scene", "layer_map", "class_heatmap", "class_probabilities", "cam_figure",
     "class_probabilities_map", "threshold_mask", "mask_scores", "mask_figure",
     "EmbeddingCache", "embed", "spread_indices", "scatter_embedding", "add_thumbnails", "explorer_scores", "embedding_figure",
+    "explanation_maps", "randomized_explanations", "randomization_figure",
 ]  # fmt: skip

@@ -21,7 +21,10 @@ from ..validation import check_boxes, check_finite, check_positive_int, check_te
 from .layers import layer_name
 from .targets import check_target, select_target
 
-__all__ = ["deletion_insertion", "mass_fraction", "pointing_game", "randomization_sanity_check", "spearman_rank_correlation"]
+__all__ = [
+    "deletion_insertion", "mass_fraction", "pointing_game",
+    "randomization_layers", "randomize_layers", "randomization_sanity_check", "spearman_rank_correlation",
+]  # fmt: skip
 
 Explainer = Callable[[nn.Module, Tensor, "int | Tensor"], Tensor]
 
@@ -251,14 +254,56 @@ def spearman_rank_correlation(a: Tensor, b: Tensor) -> Tensor:
     return torch.where(norms > 0, covariance / norms, 0.0)
 
 
-def _default_layers(model: nn.Module) -> list[str]:
-    """Names of the modules holding parameters of their own, from the output down."""
+def randomization_layers(model: nn.Module) -> list[str]:
+    """The layers that :func:`randomization_sanity_check` randomizes by default, in its order.
+
+    Names of the modules holding parameters of their own, in reverse registration order
+    (for a feed-forward model: from the output down).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     names = [
         name
         for name, module in model.named_modules()
         if hasattr(module, "reset_parameters") and any(True for _ in module.parameters(recurse=False))
     ]
     return names[::-1]
+
+
+def _reset(model: nn.Module, name: str, seed: int) -> None:
+    """Re-initialise layer ``name`` of ``model`` in place, seeded (the global RNG state is restored).
+
+    A block without ``reset_parameters`` of its own has each of its submodules that has one re-initialised.
+    """
+    module = model.get_submodule(name)
+    resettable = [m for m in module.modules() if hasattr(m, "reset_parameters")]
+    if not resettable:
+        raise ValueError(f"layers: {name!r} ({type(module).__name__}) has no reset_parameters(), nor any of its submodules")
+    cuda_devices = sorted({p.device.index for p in module.parameters() if p.is_cuda})
+    with torch.random.fork_rng(devices=cuda_devices):
+        torch.manual_seed(seed)
+        for submodule in resettable:  # a block (e.g. a residual block) is re-initialised layer by layer
+            submodule.reset_parameters()
+
+
+def randomize_layers(model: nn.Module, layers: Sequence[nn.Module | str], seed: int = 0) -> nn.Module:
+    """A deep copy of ``model`` whose ``layers`` have random weights; ``model`` itself is not modified.
+
+    Layer ``k`` of the list is re-initialised with seed ``seed + k``, as in
+    :func:`randomization_sanity_check`: ``randomize_layers(model, layers[:k + 1], seed)`` is the
+    model whose map that check compares at its step ``k``.
+
+    Args:
+        model (nn.Module): the trained model.
+        layers (list of nn.Module or str): the layers to re-initialise (may be empty: a plain copy).
+        seed (int): seed of the first layer's re-initialisation.
+    """
+    names = [layer_name(model, layer) for layer in layers]
+    seed = check_positive_int(seed, "seed", allow_zero=True)
+    randomized = copy.deepcopy(model)
+    for step, name in enumerate(names):
+        _reset(randomized, name, seed + step)
+    return randomized
 
 
 def _explain(explain: Explainer, model: nn.Module, inputs: Tensor, target: int | Tensor) -> Tensor:
@@ -293,7 +338,7 @@ def randomization_sanity_check(
             (e.g. ``lambda m, x, t: grad_cam(m, "features.3", x, t)``).
         layers (list of nn.Module or str, optional): the layers in randomization order; a block
             without ``reset_parameters`` of its own has each of its submodules that has one re-initialised;
-            default: every module with parameters of its own, in reverse registration order.
+            default: :func:`randomization_layers` (every module with parameters of its own, from the output down).
         seed (int): seed of the re-initialisation (layer ``k`` uses ``seed + k``).
 
     Returns:
@@ -302,22 +347,14 @@ def randomization_sanity_check(
         the inputs (see :func:`spearman_rank_correlation`).
     """
     inputs = check_tensor(inputs, "inputs")
-    names = _default_layers(model) if layers is None else [layer_name(model, layer) for layer in layers]
+    names = randomization_layers(model) if layers is None else [layer_name(model, layer) for layer in layers]
     seed = check_positive_int(seed, "seed", allow_zero=True)
     randomized = copy.deepcopy(model)
     original = _explain(explain, randomized, inputs, target)
 
     results = []
     for step, name in enumerate(names):
-        module = randomized.get_submodule(name)
-        resettable = [m for m in module.modules() if hasattr(m, "reset_parameters")]
-        if not resettable:
-            raise ValueError(f"layers: {name!r} ({type(module).__name__}) has no reset_parameters(), nor any of its submodules")
-        cuda_devices = sorted({p.device.index for p in module.parameters() if p.is_cuda})
-        with torch.random.fork_rng(devices=cuda_devices):
-            torch.manual_seed(seed + step)
-            for submodule in resettable:  # a block (e.g. a residual block) is re-initialised layer by layer
-                submodule.reset_parameters()
+        _reset(randomized, name, seed + step)  # cumulative: the layers before it stay random
         maps = _explain(explain, randomized, inputs, target)
         if maps.shape != original.shape:
             raise ValueError(
