@@ -7,6 +7,7 @@ from .attribution import attribution_map, input_x_gradient, integrated_gradients
 from .embeddings import embed_2d, embedding_scores, extract_features
 from .evaluation import deletion_insertion, mass_fraction, pointing_game, randomization_sanity_check
 from .feature_visualization import activation_maximization, deep_dream
+from .targets import DetectionScores, RegionScores
 
 __all__ = [
     "saliency", "input_x_gradient", "attribution_map", "smoothgrad", "integrated_gradients", "occlusion",
@@ -14,4 +15,5 @@ __all__ = [
     "activation_maximization", "deep_dream",
     "extract_features", "embed_2d", "embedding_scores",
     "pointing_game", "deletion_insertion", "mass_fraction", "randomization_sanity_check",
+    "RegionScores", "DetectionScores",
 ]  # fmt: skip
