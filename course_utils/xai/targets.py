@@ -134,6 +134,9 @@ class DetectionScores(nn.Module):
         batch, _ = detector.transform(list(images))
         feature = detector.backbone(batch.tensors)
         original = tuple(images.shape[-2:])
-        boxes = [resize_boxes(box[None].to(feature.device), original, size) for box, size in zip(self.boxes, batch.image_sizes)]
+        boxes = [
+            resize_boxes(box[None].to(feature.device), original, size)
+            for box, size in zip(self.boxes, batch.image_sizes)
+        ]
         class_logits, _ = heads.box_predictor(heads.box_head(heads.box_roi_pool(feature, boxes, batch.image_sizes)))
         return class_logits
