@@ -1,4 +1,4 @@
-"""CAM, Grad-CAM, Grad-CAM++ and layer recording, checked against captum and pytorch-grad-cam."""
+"""CAM, Grad-CAM, Grad-CAM++, HiResCAM and layer recording, checked against captum and pytorch-grad-cam."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import torch.nn.functional as F
 from captum.attr import LayerGradCam
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from pytorch_grad_cam import GradCAM, GradCAMPlusPlus
+from pytorch_grad_cam import GradCAM, GradCAMPlusPlus, HiResCAM
 from pytorch_grad_cam.utils.model_targets import ClassifierOutputTarget
 from torch import nn
 
-from course_utils.xai import cam, grad_cam, grad_cam_plus_plus, upsample_heatmap
+from course_utils.xai import cam, grad_cam, grad_cam_plus_plus, hires_cam, upsample_heatmap
 from course_utils.xai.layers import layer_name, record_layer, resolve_layer
 
 NUM_CLASSES = 5
@@ -61,6 +61,7 @@ def gap_fc_net() -> tuple[nn.Module, str]:
 
 
 MODELS = {"plain": plain_cnn, "inplace": inplace_cnn, "gap_fc": gap_fc_net}
+METHODS = {"grad_cam": grad_cam, "grad_cam_plus_plus": grad_cam_plus_plus, "hires_cam": hires_cam}
 
 
 def make(name: str, seed: int, dtype: torch.dtype = torch.float32) -> tuple[nn.Module, str, torch.Tensor]:
@@ -122,7 +123,9 @@ def test_grad_cam_equals_captum(name: str, target_kind: str, dtype: torch.dtype)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("target_kind", ["int", "tensor"])
 @pytest.mark.parametrize("name", list(MODELS))
-@pytest.mark.parametrize(("ours", "theirs"), [(grad_cam, GradCAM), (grad_cam_plus_plus, GradCAMPlusPlus)])
+@pytest.mark.parametrize(
+    ("ours", "theirs"), [(grad_cam, GradCAM), (grad_cam_plus_plus, GradCAMPlusPlus), (hires_cam, HiResCAM)]
+)
 def test_normalized_upsampled_maps_equal_pytorch_grad_cam(ours, theirs, name, target_kind, dtype) -> None:
     nonzero_maps = 0
     for seed in range(3):
@@ -154,7 +157,7 @@ def test_pytorch_grad_cam_differs_at_a_layer_followed_by_an_in_place_op() -> Non
     assert (ours - library).abs().max() > 1e-2
 
 
-@pytest.mark.parametrize("method", [grad_cam, grad_cam_plus_plus])
+@pytest.mark.parametrize("method", [grad_cam, grad_cam_plus_plus, hires_cam])
 @pytest.mark.parametrize("name", list(MODELS))
 def test_batched_equals_one_by_one(method, name: str) -> None:
     model, layer, inputs = make(name, 7, torch.float64)
@@ -174,6 +177,42 @@ def test_grad_cam_plus_plus_formula_by_hand() -> None:
     weights = (g.clamp(min=0) * alpha).sum(dim=(2, 3), keepdim=True)
     expected = (weights * features).sum(dim=1, keepdim=True).clamp(min=0)
     close(grad_cam_plus_plus(model, layer, inputs, 2), expected.detach(), torch.float64)
+
+
+def test_hires_cam_is_grad_cam_where_the_gradient_is_constant() -> None:
+    """Behind global average pooling the layer gradient is the same at every position: both maps agree."""
+    model, layer, inputs = make("gap_fc", 4, torch.float64)
+    target = per_sample_target(4)
+    close(hires_cam(model, layer, inputs, target), grad_cam(model, layer, inputs, target), torch.float64)
+
+
+def test_hires_cam_keeps_the_location_of_the_gradient() -> None:
+    """A score read from one position of the layer: HiResCAM is zero elsewhere, Grad-CAM is not."""
+
+    class OnePosition(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv = nn.Conv2d(3, 4, 3, padding=1)
+            with torch.no_grad():  # positive weights on positive images: every activation is > 0
+                self.conv.weight.uniform_(0.1, 1.0)
+                self.conv.bias.fill_(0.1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.conv(x).flatten(2)[:, :, 17]  # [N, 4]: each channel's value at position 17
+
+    model, inputs = OnePosition(), torch.rand(2, 3, 12, 10)
+    local = hires_cam(model, "conv", inputs, 0).flatten(1)
+    assert local[:, 17].min() > 0
+    assert torch.count_nonzero(local[:, torch.arange(120) != 17]) == 0
+    assert torch.count_nonzero(grad_cam(model, "conv", inputs, 0)) == 2 * 120
+
+
+def test_hires_cam_of_a_constant_score_is_zero() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.Linear(4 * 8 * 8, 2))
+    with torch.no_grad():
+        model[2].weight.zero_()
+    maps = hires_cam(model, "0", torch.randn(3, 3, 10, 10), 1)
+    assert maps.shape == (3, 1, 8, 8) and torch.count_nonzero(maps) == 0
 
 
 # --- CAM ---------------------------------------------------------------------------------------
@@ -272,7 +311,7 @@ def test_layer_as_name_or_module_gives_the_same_map() -> None:
 
 
 @pytest.mark.parametrize("training", [False, True])
-@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_plus_plus", "cam"])
+@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_plus_plus", "hires_cam", "cam"])
 def test_no_side_effects(method: str, training: bool) -> None:
     model, layer, inputs = make("gap_fc", 5)
     model.train(training)
@@ -282,7 +321,7 @@ def test_no_side_effects(method: str, training: bool) -> None:
     if method == "cam":
         maps = cam(model, layer, "fc", inputs, 1)
     else:
-        maps = {"grad_cam": grad_cam, "grad_cam_plus_plus": grad_cam_plus_plus}[method](model, layer, inputs, 1)
+        maps = METHODS[method](model, layer, inputs, 1)
     assert maps.shape == (4, 1, 6, 5)
     assert model.training is training and all(m.training is training for m in model.modules())
     assert inputs.grad is None
@@ -310,7 +349,7 @@ class Exploding(nn.Module):
         raise RuntimeError("boom")
 
 
-@pytest.mark.parametrize("method", [grad_cam, grad_cam_plus_plus])
+@pytest.mark.parametrize("method", [grad_cam, grad_cam_plus_plus, hires_cam])
 def test_hooks_removed_after_an_exception(method) -> None:
     model = Exploding()
     with pytest.raises(RuntimeError, match="boom"):
@@ -324,14 +363,14 @@ def test_hooks_removed_after_an_exception(method) -> None:
     assert hooks_left(model) == 0
 
 
-@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_plus_plus", "cam"])
+@pytest.mark.parametrize("method", ["grad_cam", "grad_cam_plus_plus", "hires_cam", "cam"])
 def test_bad_input_gives_clear_errors(method: str) -> None:
     model, layer, inputs = make("gap_fc", 0)
 
     def run(layer=layer, inputs=inputs, target=1):
         if method == "cam":
             return cam(model, layer, "fc", inputs, target)
-        return {"grad_cam": grad_cam, "grad_cam_plus_plus": grad_cam_plus_plus}[method](model, layer, inputs, target)
+        return METHODS[method](model, layer, inputs, target)
 
     with pytest.raises(ValueError, match="layer 'nope' is not in the model"):
         run(layer="nope")

@@ -9,6 +9,9 @@ Every map is ``Tensor[N, 1, h, w]`` at the resolution of the explained layer; us
   ``LayerGradCam(model, layer).attribute(inputs, target, relu_attributions=True)``.
 - Grad-CAM++ (Chattopadhyay et al. 2018) as in pytorch-grad-cam: gradients of the raw logit
   (not of its exponential), ``alpha = g² / (2 g² + sum_ij(A) g³ + 1e-6)``.
+- HiResCAM (Draelos & Carin 2020) as in pytorch-grad-cam: map = ReLU(sum_c g_c ⊙ A_c), the
+  gradient multiplied position by position instead of averaged, so it keeps *where* the score's
+  gradient comes from (Grad-CAM is the same sum with g_c replaced by its spatial mean).
 - CAM (Zhou et al. 2016) for ``features -> global average pooling -> fc_layer`` nets:
   map = sum_c W[target, c] A_c. There ``d logit / d A_c(i, j) = W[target, c] / (h w)``, so
   Grad-CAM = CAM / (h w) before the ReLU: CAM is the special case that Grad-CAM generalises.
@@ -26,7 +29,7 @@ from ..validation import check_positive_int, check_tensor
 from .layers import layer_name, record_layer, resolve_layer
 from .targets import check_target, select_target
 
-__all__ = ["cam", "grad_cam", "grad_cam_plus_plus", "upsample_heatmap"]
+__all__ = ["cam", "grad_cam", "grad_cam_plus_plus", "hires_cam", "upsample_heatmap"]
 
 # pytorch-grad-cam's constants: Grad-CAM++'s denominator and the min-max normalisation.
 _ALPHA_EPS = 1e-6
@@ -83,6 +86,16 @@ def grad_cam_plus_plus(model: nn.Module, layer: nn.Module | str, inputs: Tensor,
     alpha = g2 / (2 * g2 + activation_sums * g2 * gradients + _ALPHA_EPS)
     weights = (torch.relu(gradients) * alpha).sum(dim=(2, 3), keepdim=True)
     return torch.relu((weights * activations).sum(dim=1, keepdim=True))
+
+
+def hires_cam(model: nn.Module, layer: nn.Module | str, inputs: Tensor, target: int | Tensor) -> Tensor:
+    """HiResCAM of ``target`` at ``layer`` (same arguments and shape as :func:`grad_cam`).
+
+    Returns:
+        Tensor[N, 1, h, w]: ``ReLU(sum_c dy/dA_c ⊙ A_c)``, the element-wise product summed over channels.
+    """
+    activations, gradients = _activations_and_gradients(model, layer, inputs, target)
+    return torch.relu((gradients * activations).sum(dim=1, keepdim=True))
 
 
 def cam(

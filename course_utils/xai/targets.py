@@ -1,7 +1,9 @@
 """Target handling shared by the explanation methods (captum's ``target`` argument).
 
 A target is either one class index for the whole batch (an ``int`` or a 0-d integer tensor)
-or one class index per sample (an integer ``Tensor[N]``).
+or one class index per sample (an integer ``Tensor[N]``). ``RegionScores`` and ``DetectionScores``
+turn a segmenter and a detector into such classifiers (one score per class), so that the
+classifier methods (Grad-CAM, HiResCAM ...) explain a region or a detection unchanged.
 """
 
 from __future__ import annotations
@@ -9,7 +11,10 @@ from __future__ import annotations
 from numbers import Integral
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from ..detection.transform import resize_boxes
+from ..validation import check_boxes, check_tensor
 
 
 def check_target(target: object, n: int) -> Tensor:
@@ -65,3 +70,73 @@ def select_target(output: object, target: object) -> Tensor:
             f"got {int(index[i])} for sample {i}"
         )
     return output.gather(1, index[:, None]).squeeze(1)
+
+
+class RegionScores(nn.Module):
+    """A segmenter seen as a classifier: class ``k``'s score is the sum of its logits over ``regions[:, k]``.
+
+    pytorch-grad-cam's ``SemanticSegmentationTarget(k, mask)`` as a model, so that
+    ``grad_cam(RegionScores(segmenter, regions), "segmenter." + layer, images, k)`` explains a region.
+
+    Args:
+        segmenter (nn.Module): ``[N, 3, H, W] -> logits [N, K, H, W]``.
+        regions (Tensor[N, K, H, W]): 0/1 (or bool) weights; usually one-hot predicted classes.
+
+    ``forward(images [N, 3, H, W]) -> Tensor[N, K]``.
+    """
+
+    def __init__(self, segmenter: nn.Module, regions: Tensor) -> None:
+        super().__init__()
+        if not isinstance(segmenter, nn.Module):
+            raise TypeError(f"segmenter must be a torch.nn.Module, got {type(segmenter).__name__}")
+        self.segmenter = segmenter
+        self.regions = check_tensor(regions, "regions", ndim=4).float()
+
+    def forward(self, images: Tensor) -> Tensor:
+        logits = self.segmenter(images)
+        if logits.shape != self.regions.shape:
+            raise ValueError(
+                f"regions must have the segmenter's output shape {tuple(logits.shape)}, got {tuple(self.regions.shape)}"
+            )
+        return (logits * self.regions.to(logits.device)).sum(dim=(2, 3))
+
+
+class DetectionScores(nn.Module):
+    """A two-stage detector seen as a classifier: the box head's class logits for one fixed box per image.
+
+    For image ``i`` the detector's own layers run as in inference (``transform``, ``backbone``),
+    then its box head scores ``boxes[i]`` instead of the RPN's proposals: RoIAlign of the box on
+    the backbone's feature map, ``box_head``, ``box_predictor``. Giving a detection's box and
+    ``target`` = its label, ``grad_cam(DetectionScores(detector, boxes), "detector.backbone", images,
+    labels)`` explains that detection's class logit (softmax of the row = its re-scored class scores).
+
+    Args:
+        detector (nn.Module): a ``FasterRCNN`` of ``course_utils.detection`` (``transform``,
+            ``backbone``, ``roi_heads``), in eval mode.
+        boxes (Tensor[N, 4]): one xyxy box per image, in the input image's pixels.
+
+    ``forward(images [N, 3, H, W]) -> Tensor[N, num_classes]`` (column 0: the background).
+    """
+
+    def __init__(self, detector: nn.Module, boxes: Tensor) -> None:
+        super().__init__()
+        missing = [part for part in ("transform", "backbone", "roi_heads") if not hasattr(detector, part)]
+        if not isinstance(detector, nn.Module) or missing:
+            raise TypeError(f"detector must be a two-stage detector (FasterRCNN); it lacks {missing or 'nn.Module'}")
+        self.detector = detector
+        self.boxes = check_boxes(boxes, "boxes")
+
+    def forward(self, images: Tensor) -> Tensor:
+        images = check_tensor(images, "images", ndim=4, floating=True)
+        if len(images) != len(self.boxes):
+            raise ValueError(f"boxes must hold one box per image: {len(self.boxes)} boxes for {len(images)} images")
+        detector, heads = self.detector, self.detector.roi_heads
+        batch, _ = detector.transform(list(images))
+        feature = detector.backbone(batch.tensors)
+        original = tuple(images.shape[-2:])
+        boxes = [
+            resize_boxes(box[None].to(feature.device), original, size)
+            for box, size in zip(self.boxes, batch.image_sizes)
+        ]
+        class_logits, _ = heads.box_predictor(heads.box_head(heads.box_roi_pool(feature, boxes, batch.image_sizes)))
+        return class_logits
