@@ -15,9 +15,9 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from torch import Tensor
 
-from .validation import check_boxes, check_positive_int, check_tensor
+from .validation import check_boxes, check_finite, check_positive_int, check_tensor
 
-__all__ = ["to_numpy_image", "show_image", "draw_boxes", "overlay_masks", "overlay_heatmap", "show_grid", "show_sample"]
+__all__ = ["to_numpy_image", "stretch", "show_image", "draw_boxes", "overlay_masks", "overlay_heatmap", "show_grid", "show_sample"]
 
 PALETTE = plt.get_cmap("tab20").colors
 
@@ -31,6 +31,23 @@ def to_numpy_image(image: Tensor) -> np.ndarray:
     if image.ndim == 2:
         return image.detach().cpu().float().numpy()
     raise ValueError(f"image must have shape [3, H, W], [1, H, W] or [H, W], got {tuple(image.shape)}")
+
+
+def stretch(image: Tensor) -> Tensor:
+    """For display only: map the image's own min..max linearly to 0..1 (a constant image becomes 0).
+
+    Faint pictures (an activation-maximization result close to grey, a DeepDream detail) become
+    visible; measurements should use the image itself. Any shape; returns a float tensor of that shape.
+    """
+    image = check_tensor(image, "image")
+    if image.numel() == 0:
+        raise ValueError(f"image must have at least one value, got shape {tuple(image.shape)}")
+    if image.dtype == torch.bool or image.is_complex():
+        raise TypeError(f"image must hold real numbers, got dtype {image.dtype}")
+    check_finite(image, "image")
+    image = image.detach().float()
+    low, spread = image.min(), image.max() - image.min()
+    return (image - low) / spread if spread > 0 else torch.zeros_like(image)
 
 
 def _axes(ax: Axes | None, figsize: tuple[float, float] = (4, 4)) -> Axes:

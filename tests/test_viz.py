@@ -200,3 +200,24 @@ def test_show_sample_draws_masks_boxes_and_class_names():
     without_masks = {k: v for k, v in target.items() if k != "masks"}
     ax = viz.show_sample(scene, {**without_masks, "scores": torch.tensor([0.5, 0.25, 0.75])})
     assert len(ax.images) == 1 and len(ax.texts) == 3 and ax.texts[0].get_text().endswith("0.50")
+
+
+# --------------------------------------------------------------------------- stretch
+
+
+def test_stretch_maps_min_max_to_unit_range_linearly():
+    x = torch.tensor([[[0.4, 0.45], [0.5, 0.6]]]).expand(3, 2, 2)
+    out = viz.stretch(x)
+    assert out.shape == x.shape and out.min() == 0 and out.max() == 1
+    torch.testing.assert_close(out, (x - 0.4) / 0.2)  # the same affine map for every pixel
+    assert np.allclose(viz.stretch(torch.tensor([-3.0, 1.0, 5.0])).numpy(), [0, 0.5, 1])
+
+
+def test_stretch_of_a_constant_image_is_zero_and_bad_input_is_named():
+    assert torch.equal(viz.stretch(torch.full((3, 4, 4), 0.7)), torch.zeros(3, 4, 4))
+    with pytest.raises(ValueError, match="image"):
+        viz.stretch(torch.tensor([0.0, float("nan")]))
+    with pytest.raises(ValueError, match="image"):
+        viz.stretch(torch.zeros(0))
+    with pytest.raises(TypeError, match="image"):
+        viz.stretch([0.0, 1.0])

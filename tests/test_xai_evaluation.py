@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
-from scipy.stats import spearmanr
+from scipy.stats import pearsonr, spearmanr
 from torch import nn
 from torchvision.transforms.v2.functional import gaussian_blur
 
@@ -22,7 +22,7 @@ from course_utils.xai import (
     randomization_sanity_check,
     randomize_layers,
 )
-from course_utils.xai.evaluation import spearman_rank_correlation
+from course_utils.xai.evaluation import pearson_correlation, spearman_rank_correlation
 
 # --- pointing game -----------------------------------------------------------------------------
 
@@ -390,3 +390,32 @@ def test_a_block_is_re_initialised_layer_by_layer() -> None:
     assert expected[0][1].running_mean.abs().max() == 0
     correlation = spearman_rank_correlation(explain(model, inputs, 0), explain(expected, inputs, 0)).mean().item()
     assert name == "0" and score == pytest.approx(correlation) and score < 0.99
+
+
+@settings(max_examples=60, deadline=None)
+@given(seed=st.integers(0, 2**16), n=st.integers(1, 4), d=st.integers(2, 40), levels=st.integers(1, 6))
+def test_pearson_equals_scipy_and_numpy(seed: int, n: int, d: int, levels: int) -> None:
+    generator = torch.Generator().manual_seed(seed)
+    a = torch.randint(0, levels, (n, 3, d), generator=generator).float() + torch.rand(n, 3, d, generator=generator) * (levels > 1)
+    b = torch.randint(0, levels, (n, 3, d), generator=generator).float()
+    ours = pearson_correlation(a, b)
+    assert ours.shape == (n,) and ours.dtype == torch.float64
+    for i in range(n):
+        if a[i].std() == 0 or b[i].std() == 0:
+            assert ours[i] == 0  # scipy: NaN
+        else:
+            assert ours[i].item() == pytest.approx(pearsonr(a[i].flatten().double(), b[i].flatten().double()).statistic, abs=1e-10)
+            assert ours[i].item() == pytest.approx(np.corrcoef(a[i].flatten().double(), b[i].flatten().double())[0, 1], abs=1e-10)
+    torch.testing.assert_close(pearson_correlation(a, -2 * a + 1), -(a.flatten(1).std(dim=1) > 0).double())
+
+
+def test_pearson_and_spearman_reject_bad_input() -> None:
+    for correlation in (pearson_correlation, spearman_rank_correlation):
+        with pytest.raises(ValueError, match="same shape"):
+            correlation(torch.zeros(2, 3), torch.zeros(2, 4))
+        with pytest.raises(ValueError, match=r"\[N, \.\.\.\]"):
+            correlation(torch.zeros(3), torch.zeros(3))
+        with pytest.raises(ValueError, match="b"):
+            correlation(torch.zeros(1, 3), torch.tensor([[0.0, float("inf"), 1.0]]))
+        with pytest.raises(TypeError, match="a"):
+            correlation(torch.zeros(1, 3, dtype=torch.bool), torch.zeros(1, 3))

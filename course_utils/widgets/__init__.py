@@ -7,6 +7,7 @@ that compute what is shown; the tests call those functions directly, without a b
 from .anchors import anchor_explorer, anchor_figure, assign_anchors, match_counts
 from .cam import cam_explorer, cam_figure, class_heatmap, class_probabilities, conv_blocks, explorer_scene, layer_map
 from .detection import detect, detection_explorer, detection_figure, detection_summary, map50, proposals
+from .feature_visualization import unit_count, unit_explorer, unit_figure, unit_picture
 from .embeddings import (
     EmbeddingCache,
     add_thumbnails,
@@ -49,7 +50,7 @@ from .scenes import scene_explorer, scene_figure
 __all__ = [
     # the dashboards
     "scene_explorer", "iou_explorer", "anchor_explorer", "nms_explorer", "pr_curve_explorer", "detection_explorer",
-    "occlusion_explorer", "cam_explorer", "embedding_explorer", "one_stage_explorer", "mask_explorer",
+    "occlusion_explorer", "cam_explorer", "embedding_explorer", "one_stage_explorer", "mask_explorer", "unit_explorer",
     "randomization_explorer",
     # the pure functions behind them
     "scene_figure",
@@ -63,6 +64,7 @@ __all__ = [
     "window_starts", "forward_passes", "occlusion_map", "occlusion_figure",
     "conv_blocks", "explorer_scene", "layer_map", "class_heatmap", "class_probabilities", "cam_figure",
     "class_probabilities_map", "threshold_mask", "mask_scores", "mask_figure",
+    "unit_count", "unit_picture", "unit_figure",
     "EmbeddingCache", "embed", "spread_indices", "scatter_embedding", "add_thumbnails", "explorer_scores", "embedding_figure",
     "explanation_maps", "randomized_explanations", "randomization_figure",
 ]  # fmt: skip

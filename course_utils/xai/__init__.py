@@ -8,6 +8,7 @@ from .embeddings import embed_2d, embedding_scores, extract_features, linear_pro
 from .evaluation import (
     deletion_insertion,
     mass_fraction,
+    pearson_correlation,
     pointing_game,
     randomization_layers,
     randomization_sanity_check,
@@ -21,6 +22,6 @@ __all__ = [
     "cam", "grad_cam", "grad_cam_plus_plus", "hires_cam", "upsample_heatmap",
     "activation_maximization", "deep_dream",
     "extract_features", "embed_2d", "embedding_scores", "linear_probe_r2",
-    "pointing_game", "deletion_insertion", "mass_fraction", "randomization_layers", "randomize_layers", "randomization_sanity_check",
+    "pointing_game", "deletion_insertion", "mass_fraction", "pearson_correlation", "randomization_layers", "randomize_layers", "randomization_sanity_check",
     "RegionScores", "DetectionScores",
 ]  # fmt: skip

@@ -22,7 +22,7 @@ from .layers import layer_name
 from .targets import check_target, select_target
 
 __all__ = [
-    "deletion_insertion", "mass_fraction", "pointing_game",
+    "deletion_insertion", "mass_fraction", "pearson_correlation", "pointing_game",
     "randomization_layers", "randomize_layers", "randomization_sanity_check", "spearman_rank_correlation",
 ]  # fmt: skip
 
@@ -238,6 +238,43 @@ def _average_ranks(values: Tensor) -> Tensor:
     return (below + up_to + 1).to(torch.float64) / 2
 
 
+def _check_pair(a: object, b: object) -> tuple[Tensor, Tensor]:
+    """Require two finite real tensors of one shape ``[N, ...]`` with at least one value per sample; ``[N, D]`` float64 each."""
+    a, b = check_tensor(a, "a"), check_tensor(b, "b")
+    if a.shape != b.shape:
+        raise ValueError(f"a and b must have the same shape, got {tuple(a.shape)} and {tuple(b.shape)}")
+    if a.ndim < 2 or a.numel() == 0:
+        raise ValueError(f"a and b must have shape [N, ...] with at least one value per sample, got {tuple(a.shape)}")
+    for tensor, name in ((a, "a"), (b, "b")):
+        if tensor.dtype == torch.bool or tensor.is_complex():
+            raise TypeError(f"{name} must hold real numbers, got dtype {tensor.dtype}")
+        check_finite(tensor, name)
+    return a.detach().flatten(1).to(torch.float64), b.detach().flatten(1).to(torch.float64)
+
+
+def _pearson_rows(a: Tensor, b: Tensor) -> Tensor:
+    """Row-wise Pearson correlation of ``[N, D]`` float64 tensors; 0 where a row is constant."""
+    centred_a, centred_b = a - a.mean(dim=1, keepdim=True), b - b.mean(dim=1, keepdim=True)
+    norms = centred_a.norm(dim=1) * centred_b.norm(dim=1)
+    covariance = (centred_a * centred_b).sum(dim=1)
+    return torch.where(norms > 0, covariance / norms, 0.0)
+
+
+def pearson_correlation(a: Tensor, b: Tensor) -> Tensor:
+    """Pearson correlation between ``a[i]`` and ``b[i]`` (flattened) for every sample ``i``.
+
+    As ``scipy.stats.pearsonr`` (or ``numpy.corrcoef``) on each pair of flattened samples; a constant
+    sample has no spread and gets correlation 0 (scipy gives NaN).
+
+    Args:
+        a, b (Tensor[N, ...]): the same shape, finite real values, e.g. two batches of images ``[N, 3, H, W]``.
+
+    Returns:
+        Tensor[N] (float64), each in [-1, 1].
+    """
+    return _pearson_rows(*_check_pair(a, b))
+
+
 def spearman_rank_correlation(a: Tensor, b: Tensor) -> Tensor:
     """Spearman correlation between ``a[i]`` and ``b[i]`` (flattened) for every sample ``i``.
 
@@ -247,11 +284,8 @@ def spearman_rank_correlation(a: Tensor, b: Tensor) -> Tensor:
     Returns:
         Tensor[N] (float64).
     """
-    ranks = [_average_ranks(x.detach().flatten(1)) for x in (a, b)]
-    centred = [r - r.mean(dim=1, keepdim=True) for r in ranks]
-    norms = centred[0].norm(dim=1) * centred[1].norm(dim=1)
-    covariance = (centred[0] * centred[1]).sum(dim=1)
-    return torch.where(norms > 0, covariance / norms, 0.0)
+    a, b = _check_pair(a, b)
+    return _pearson_rows(_average_ranks(a), _average_ranks(b))
 
 
 def randomization_layers(model: nn.Module) -> list[str]:
